@@ -1,0 +1,91 @@
+"""The `opsbot` command line (also `python -m bot`)."""
+
+import json
+from typing import Annotated
+
+import typer
+
+from bot.bootstrap import open_database
+from bot.settings import ConfigError, Settings
+from store.errors import DomainError
+from store.events import list_events
+from store.serialize import event_as_dict, task_as_dict
+from store.tasks import get_task, list_tasks
+
+app = typer.Typer(help="opsbot: every WhatsApp message becomes a task that gets done.")
+db_app = typer.Typer(help="Database schema.")
+tasks_app = typer.Typer(help="Look at tasks.")
+app.add_typer(db_app, name="db")
+app.add_typer(tasks_app, name="tasks")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and .env; exits 2 with the reason when invalid."""
+    try:
+        return Settings()
+    except ConfigError as exc:
+        typer.echo(f"opsbot: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def print_json(value) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest version."""
+    settings = load_settings()
+    open_database(settings).dispose()
+    typer.echo(f"database at {settings.effective_database_url} is up to date")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    status: Annotated[list[str] | None, typer.Option(help="Only these statuses.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks, newest first."""
+    database = open_database(load_settings())
+    with database.transaction() as session:
+        rows = [task_as_dict(task) for task in list_tasks(session, statuses=status)]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['ref']:>7}  {row['status']:<16} {row['priority']:<7} {row['category']:<11} "
+            f"{row['assignee'] or '-':<10} {row['team'] or '-':<10} {row['title']}"
+        )
+    if not rows:
+        typer.echo("no tasks")
+
+
+@tasks_app.command("show")
+def tasks_show(ref: str, as_json: JsonFlag = False) -> None:
+    """Show one task (T-12 or 12) with its audit trail."""
+    database = open_database(load_settings())
+    try:
+        with database.transaction() as session:
+            task = get_task(session, ref=ref)
+            row = task_as_dict(task)
+            row["events"] = [event_as_dict(e) for e in list_events(session, task_id=task.id)]
+    except DomainError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print_json(row)
+        return
+    for key, value in row.items():
+        if key != "events" and value not in (None, [], {}):
+            typer.echo(f"{key:>18}: {value}")
+    typer.echo("events:")
+    for event in row["events"]:
+        move = f"{event['from'] or ''} -> {event['to']}" if event["to"] else ""
+        typer.echo(f"  {event['at']}  {event['actor']:<16} {event['action']:<10} {move}")
+
+
+def main() -> None:
+    app(prog_name="opsbot")

@@ -1,0 +1,97 @@
+"""Engines, sessions and migrations: the one place that opens connections and commits."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from store.errors import ConcurrentUpdate
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and write-ahead locking."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+    event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    # Autocommit at the driver level so that SQLAlchemy's "begin" event decides how to begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_immediate(connection) -> None:
+    # SQLite has one writer: taking the write lock up front avoids the deadlock that a
+    # read-then-write transaction meets when another connection wrote in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One engine and its session factory; `transaction()` is how callers change data."""
+
+    def __init__(self, url: str, **engine_kwargs) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session committed when the block ends, rolled back when it raises.
+
+        Raises ConcurrentUpdate when another transaction changed a task in between.
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except StaleDataError as exc:
+            session.rollback()
+            message = "the task was changed by someone else just now; try again"
+            raise ConcurrentUpdate(message) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        """Raises when the database does not answer."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Migrates the database at `url` to `revision` (idempotent)."""
+    if make_url(url).get_backend_name() == "sqlite":
+        make_engine(url).dispose()  # creates the folder under var/
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,41 @@
+"""The audit trail: every change of a task is written here, in the caller's transaction."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Task, TaskEvent
+from store.types import utcnow
+
+
+def record_event(
+    session: Session,
+    *,
+    task: Task | None,
+    actor: str,
+    action: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> TaskEvent:
+    """Appends an audit event (the only writer of task_events) and returns it."""
+    event = TaskEvent(
+        task_id=task.id if task is not None else None,
+        actor=actor,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        details=details or {},
+        at=at or utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def list_events(session: Session, *, task_id: int) -> list[TaskEvent]:
+    """The audit events of one task, oldest first."""
+    query = select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)
+    return list(session.scalars(query))

@@ -1,0 +1,234 @@
+"""SQLAlchemy models: the tables opsbot keeps (changes need an Alembic migration)."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class TaskStatus(StrEnum):
+    NEW = "new"
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    WAITING_CUSTOMER = "waiting_customer"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+OPEN_STATUSES = frozenset(
+    {
+        TaskStatus.NEW,
+        TaskStatus.ASSIGNED,
+        TaskStatus.ACCEPTED,
+        TaskStatus.IN_PROGRESS,
+        TaskStatus.WAITING_CUSTOMER,
+    }
+)
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class EventStatus(StrEnum):
+    """Processing state of a raw inbound event."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wa_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(8))
+    crm_status: Mapped[str] = mapped_column(String(32), default="lead")
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_inbound_at: Mapped[datetime | None]
+
+
+class AgentState(Base):
+    """Runtime state of an agent defined in rules.yaml (the definition itself lives there)."""
+
+    __tablename__ = "agent_states"
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    away: Mapped[bool] = mapped_column(Boolean, default=False)
+    away_since: Mapped[datetime | None]
+    last_assigned_at: Mapped[datetime | None]
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_status_assignee", "status", "assignee_id"),
+        {"sqlite_autoincrement": True},  # numbers are never reused, even after a delete
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    title: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24), default=TaskStatus.NEW, index=True)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64))
+    skills: Mapped[list[str]] = mapped_column(default=list)
+    language: Mapped[str | None] = mapped_column(String(8))
+    rule: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16), default="whatsapp")
+    assignee_id: Mapped[str | None] = mapped_column(String(64))
+    declined_by: Mapped[list[str]] = mapped_column(default=list)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    sla_policy: Mapped[str | None] = mapped_column(String(32))
+    first_response_due: Mapped[datetime | None]
+    resolution_due: Mapped[datetime | None]
+    timer_generation: Mapped[int] = mapped_column(Integer, default=0)
+    rating: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    assigned_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    first_response_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    contact: Mapped[Contact | None] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def ref(self) -> str:
+        return f"T-{self.id}"
+
+    @property
+    def number(self) -> int:
+        return self.id
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(256), unique=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    type: Mapped[str] = mapped_column(String(24), default="text")
+    text: Mapped[str | None] = mapped_column(Text)
+    media_id: Mapped[str | None] = mapped_column(String(256))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    via: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundEvent(Base):
+    """A raw webhook delivery, committed before the provider gets its 200."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("provider", "provider_event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16), default="message")
+    contact_key: Mapped[str | None] = mapped_column(String(128), index=True)
+    occurred_at: Mapped[datetime | None]
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """A notification or customer message waiting to be (or already) delivered."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(24))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    provider_message_id: Mapped[str | None] = mapped_column(String(256))
+    provider_chat_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class TaskEvent(Base):
+    """Append-only audit trail: written only through `store.events.record_event`."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
