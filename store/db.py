@@ -90,7 +90,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "heads") -> None:
     """Migrates the database at `url` to `revision` (idempotent)."""
     if make_url(url).get_backend_name() == "sqlite":
         make_engine(url).dispose()  # creates the folder under var/

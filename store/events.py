@@ -1,6 +1,7 @@
 """The audit trail: every change of a task is written here, in the caller's transaction."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -8,6 +9,23 @@ from sqlalchemy.orm import Session
 
 from store.models import Task, TaskEvent
 from store.types import utcnow
+
+
+class Audit(StrEnum):
+    """Audit actions that are not state transitions (those are named by lifecycle.Action)."""
+
+    CREATED = "created"
+    ROUTED = "routed"  # details: agent, summary, candidates, automatic
+    UNROUTED = "unrouted"  # nobody available: waiting for the team
+    MESSAGE = "message"  # a customer message threaded into the task
+    NOTE = "note"
+    REPLY = "reply"  # an agent's reply relayed to the customer
+    REMINDER = "reminder"  # details: kind (first_response|resolution), percent
+    ESCALATED = "escalated"  # details: step (notify_supervisor|reassign|raise_priority)
+    OFFER_EXPIRED = "offer_expired"  # not accepted within unaccepted_after
+    DELIVERY_FAILED = "delivery_failed"
+    RATED = "rated"  # details: rating (1-5)
+    DENIED = "denied"  # an unknown user or a refused command
 
 
 def record_event(

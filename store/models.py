@@ -128,6 +128,8 @@ class Task(Base):
     first_response_due: Mapped[datetime | None]
     resolution_due: Mapped[datetime | None]
     timer_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The generation whose timers are in the RQ schedule; behind timer_generation = to do.
+    scheduled_generation: Mapped[int | None] = mapped_column(Integer)
     rating: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

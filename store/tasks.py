@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.errors import NotFound
-from store.events import record_event
+from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, check_transition
 from store.models import OPEN_STATUSES, Task, TaskStatus
 from store.types import utcnow
@@ -106,7 +106,7 @@ def create_task(
         session,
         task=task,
         actor=actor.label,
-        action="created",
+        action=Audit.CREATED,
         to_status=TaskStatus.NEW,
         details=details,
         at=now,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 15:38:10.520266
+Create Date: 2026-11-24 15:42:03.082568
 
 """
 
@@ -98,6 +98,7 @@ def upgrade() -> None:
         sa.Column("first_response_due", store.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolution_due", store.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("timer_generation", sa.Integer(), nullable=False),
+        sa.Column("scheduled_generation", sa.Integer(), nullable=True),
         sa.Column("rating", sa.Integer(), nullable=True),
         sa.Column("created_at", store.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", store.types.UTCDateTime(timezone=True), nullable=False),

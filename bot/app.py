@@ -1,0 +1,51 @@
+"""The ASGI app: every webhook and the health checks, built by `create_app(settings)`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bot.bootstrap import build_services
+from bot.services import Services
+from bot.settings import Settings
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    """The web app for `settings`; `services` may be passed in (tests), else built at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = services is None
+        app.state.services = services or build_services(settings)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.services.close()
+
+    app = FastAPI(title="opsbot", lifespan=lifespan)
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"])
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """503 unless both the database and Redis answer; says which one does not."""
+    services: Services = request.app.state.services
+    checks = {"database": _check(services.db.ping), "redis": _check(services.redis.ping)}
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except Exception as exc:  # any failure means "not ready"; the text says why
+        return f"error: {exc.__class__.__name__}: {exc}"
+    return "ok"
