@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from bot.bootstrap import open_database
+from bot.cli_rules import rules_app
 from bot.settings import ConfigError, Settings
 from store.errors import DomainError
 from store.events import list_events
@@ -17,6 +18,7 @@ db_app = typer.Typer(help="Database schema.")
 tasks_app = typer.Typer(help="Look at tasks.")
 app.add_typer(db_app, name="db")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(rules_app, name="rules")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -1,0 +1,53 @@
+"""opsbot rules: the rules.yaml schema and loader, evaluation, routing and SLA calendar.
+Pure: no clock, database or network (except RulesHolder, which re-reads the file)."""
+
+from rules.calendar import (
+    Deadlines,
+    Reminder,
+    add_business_time,
+    business_time_between,
+    compute_deadlines,
+    is_business_time,
+)
+from rules.conditions import Condition
+from rules.config import (
+    Action,
+    Agent,
+    BusinessHours,
+    Escalation,
+    Rule,
+    RulesConfig,
+    SlaPolicy,
+    Team,
+    TemplateRef,
+)
+from rules.durations import format_duration, parse_duration
+from rules.engine import Decision, RuleMatch, evaluate
+from rules.enums import (
+    BreachStep,
+    BusinessWindow,
+    Category,
+    Channel,
+    DeadlineKind,
+    MessageType,
+    Priority,
+    Strategy,
+)
+from rules.errors import RuleIssue, RulesError
+from rules.facts import ContactFacts, HistoryFacts, MessageFacts
+from rules.holder import RulesHolder
+from rules.loader import load_rules, parse_rules
+from rules.routing import AgentState, Candidate, RoutingResult, route
+from rules.templates import pick_language_text, render_template
+from rules.text import detect_language
+
+__all__ = [
+    "Action", "Agent", "AgentState", "BreachStep", "BusinessHours", "BusinessWindow",
+    "Candidate", "Category", "Channel", "Condition", "ContactFacts", "Deadlines",
+    "DeadlineKind", "Decision", "Escalation", "HistoryFacts", "MessageFacts", "MessageType",
+    "Priority", "Reminder", "RoutingResult", "Rule", "RuleIssue", "RuleMatch", "RulesConfig",
+    "RulesError", "RulesHolder", "SlaPolicy", "Strategy", "Team", "TemplateRef",
+    "add_business_time", "business_time_between", "compute_deadlines", "detect_language",
+    "evaluate", "format_duration", "is_business_time", "load_rules", "parse_duration",
+    "parse_rules", "pick_language_text", "render_template", "route",
+]
