@@ -6,6 +6,8 @@ from typing import Annotated
 import typer
 
 from bot.bootstrap import open_database
+from bot.cli_ops import register as register_ops
+from bot.cli_report import report
 from bot.cli_rules import rules_app
 from bot.settings import ConfigError, Settings
 from store.errors import DomainError
@@ -19,6 +21,8 @@ tasks_app = typer.Typer(help="Look at tasks.")
 app.add_typer(db_app, name="db")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rules_app, name="rules")
+app.command("report")(report)
+register_ops(app)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
