@@ -1,6 +1,7 @@
 """The `opsbot` command line (also `python -m bot`)."""
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ from bot.bootstrap import open_database
 from bot.cli_ops import register as register_ops
 from bot.cli_report import report
 from bot.cli_rules import rules_app
+from bot.cli_telegram import telegram_app
 from bot.settings import ConfigError, Settings
 from store.errors import DomainError
 from store.events import list_events
@@ -21,6 +23,7 @@ tasks_app = typer.Typer(help="Look at tasks.")
 app.add_typer(db_app, name="db")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rules_app, name="rules")
+app.add_typer(telegram_app, name="telegram")
 app.command("report")(report)
 register_ops(app)
 
@@ -91,6 +94,18 @@ def tasks_show(ref: str, as_json: JsonFlag = False) -> None:
     for event in row["events"]:
         move = f"{event['from'] or ''} -> {event['to']}" if event["to"] else ""
         typer.echo(f"  {event['at']}  {event['actor']:<16} {event['action']:<10} {move}")
+
+
+@app.command("demo")
+def demo(
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario to replay (default examples/demo.yaml).")
+    ] = None,
+) -> None:
+    """Run opsbot in a sandbox and replay a scenario; prints the timeline and the KPIs."""
+    from bot.demo import DEFAULT_SCENARIO, run_demo
+
+    raise typer.Exit(run_demo(scenario or DEFAULT_SCENARIO, echo=typer.echo))
 
 
 def main() -> None:

@@ -65,6 +65,11 @@ class FakeSlack(FakeServer):
             if r.status == 200 and (channel is None or r.params.get("channel") == channel)
         ]
 
+    def posted(self) -> list[tuple[str, dict[str, Any]]]:
+        """(channel, message) for every message posted so far, as it reads after edits."""
+        with self._lock:
+            return [(channel, dict(message)) for (channel, _ts), message in self._messages.items()]
+
     def responses(self) -> list[Recorded]:
         """Requests made to ``response_url`` routes."""
         return [r for r in self.requests if r.path.startswith("/response/")]

@@ -80,6 +80,11 @@ class FakeTelegram(FakeServer):
             if r.status == 200 and (chat_id is None or r.params.get("chat_id") == chat_id)
         ]
 
+    def posted(self) -> list[tuple[int, dict[str, Any]]]:
+        """(chat id, message) for every message sent so far, as it reads after edits."""
+        with self._lock:
+            return [(chat, dict(message)) for (chat, _id), message in self._messages.items()]
+
     def message(self, chat_id: int, message_id: int) -> dict | None:
         """The current state of a message this fake sent (after edits), or None."""
         with self._lock:
