@@ -76,7 +76,7 @@ def _load(agent: Agent, state: AgentState) -> str:
 def _skip_reason(config: RulesConfig, agent: Agent, state: AgentState, skills: Sequence[str],
                  language: str | None, now: datetime, exclude: Collection[str]) -> str | None:
     if agent.id in exclude:
-        return "excluded (declined earlier)"
+        return "excluded (already offered: declined or let the offer expire)"
     if state.away:
         return "away"
     if not is_working(config, agent, now):
