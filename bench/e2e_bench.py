@@ -1,0 +1,186 @@
+"""End-to-end latency: signed WhatsApp webhooks in, agent notifications out.
+
+Runs `opsbot serve` and two `opsbot worker` processes on the embedded defaults (SQLite; Redis
+at 127.0.0.1:6379 when it answers, else an embedded one) against the sandbox APIs, drives an
+open-loop load of signed webhooks (20 % of them redeliveries of an earlier one) at each rate,
+and prints the webhook-to-agent-notification latency p50/p99, plus lost and duplicated tasks
+and notifications.
+
+    python bench/e2e_bench.py [--rates 100,300] [--seconds 10]
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from sandbox.graph import FakeGraph
+from sandbox.inbound import whatsapp_message, whatsapp_signature
+from sandbox.slack import FakeSlack
+from sandbox.stack import (
+    PHONE_ID,
+    WHATSAPP_SECRET,
+    free_port,
+    opsbot_command,
+    running,
+    sandbox_environment,
+)
+from sandbox.telegram import FakeTelegram
+from store.db import Database
+from store.models import Message, Task
+
+RULES = """\
+version: 1
+timezone: UTC
+business_hours: {mon-sun: "00:00-24:00"}
+sla:
+  normal: {first_response: 1h, resolution: 8h, business_hours: false}
+escalation: {remind_at: [], unaccepted_after: 1h, on_breach: [notify_supervisor]}
+teams:
+  sales: {supervisor: ana, strategy: least_loaded}
+agents:
+  - {id: ana, name: Ana, teams: [sales], slack: U0ANA01, capacity: 1000000}
+  - {id: bob, name: Bob, teams: [sales], slack: U0BOB01, capacity: 1000000}
+rules:
+  - name: everything
+    then: {category: sales, team: sales, title: "Consulta — {contact.name}"}
+"""
+
+
+async def drive(port: int, rate: int, seconds: float, sent: dict[str, float]) -> int:
+    """Open loop: request i leaves at start + i/rate whatever the answers; returns non-200s."""
+    total, bodies, failures = int(rate * seconds), [], 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                                 timeout=30) as client:
+        start = time.perf_counter()
+
+        async def post(raw: bytes, wamid: str | None) -> None:
+            nonlocal failures
+            headers = {"Content-Type": "application/json",
+                       "X-Hub-Signature-256": whatsapp_signature(raw, WHATSAPP_SECRET)}
+            if wamid:
+                sent[wamid] = time.time()
+            response = await client.post("/webhooks/whatsapp", content=raw, headers=headers)
+            failures += response.status_code != 200
+
+        tasks = []
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            if bodies and random.random() < 0.2:
+                raw, wamid = random.choice(bodies), None  # a redelivery
+            else:
+                phone = f"34{rate:03d}{i:07d}"
+                body = whatsapp_message(wa_id=phone, name=f"Cliente {i}", phone_id=PHONE_ID,
+                                        message={"type": "text", "text": {"body": "¿Stock?"}})
+                raw = json.dumps(body).encode()
+                wamid = body["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+                bodies.append(raw)
+            tasks.append(asyncio.create_task(post(raw, wamid)))
+        await asyncio.gather(*tasks)
+    return failures
+
+
+def measure(db: Database, slack: FakeSlack, sent: dict[str, float], wait: float) -> dict:
+    """Latencies and counts once the notifications stopped arriving (or `wait` passed)."""
+    deadline, last = time.monotonic() + wait, -1
+    while time.monotonic() < deadline:
+        count = len(slack.calls("chat.postMessage"))
+        if count == last and count >= len(sent):
+            break
+        last = count
+        time.sleep(1.0)
+    with db.transaction() as session:
+        task_of = dict(session.execute(
+            select(Message.provider_message_id, Message.task_id)
+            .where(Message.provider_message_id.in_(list(sent)))
+        ).all())
+        tasks = session.scalar(select(func.count(Task.id)))
+    cards: dict[int, list[float]] = {}
+    for record in slack.calls("chat.postMessage"):
+        text = str(record.params.get("text", ""))
+        if text.startswith("New task T-"):
+            number = int(text.removeprefix("New task T-").split(":", 1)[0])
+            cards.setdefault(number, []).append(record.at.timestamp())
+    latencies = sorted(
+        (min(cards[task_of[w]]) - t) * 1000 for w, t in sent.items()
+        if task_of.get(w) in cards
+    )
+    return {
+        "messages": len(sent), "tasks": tasks,
+        "lost_tasks": sum(1 for w in sent if task_of.get(w) is None),
+        "duplicate_tasks": max(0, tasks - len(set(task_of.values()))),
+        "lost_notifications": sum(1 for w in sent if task_of.get(w) not in cards),
+        "duplicate_notifications": sum(len(v) - 1 for v in cards.values()),
+        "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99),
+    }
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def run_rate(rate: int, seconds: float, redis_url: str | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp, FakeGraph() as graph, \
+            FakeSlack() as slack, FakeTelegram() as telegram:
+        workdir = Path(tmp)
+        (workdir / "rules.yaml").write_text(RULES)
+        overrides = {"RULES_PATH": "rules.yaml"}
+        if redis_url:
+            overrides["REDIS_URL"] = redis_url
+        env = sandbox_environment(graph, slack, telegram, **overrides)
+        port = free_port()
+        commands = [opsbot_command("serve", "--port", str(port))]
+        commands += [opsbot_command("worker", "--no-migrate")] * 2
+        with running(commands[:1], env=env, cwd=workdir,
+                     ready_url=f"http://127.0.0.1:{port}/healthz"), \
+                running(commands[1:], env=env, cwd=workdir,
+                        ready_url=f"http://127.0.0.1:{port}/readyz"):
+            sent: dict[str, float] = {}
+            failures = asyncio.run(drive(port, rate, seconds, sent))
+            db = Database(f"sqlite:///{workdir / 'var' / 'opsbot.db'}")
+            result = measure(db, slack, sent, wait=60)
+            db.dispose()
+        return {"rate": rate, "non_200": failures, **result}
+
+
+def _local_redis() -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            pass
+    except OSError:
+        return None
+    import redis
+
+    redis.Redis(db=8).flushdb()
+    return "redis://127.0.0.1:6379/8"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="100,300")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    print(f"e2e_bench: SQLite, Redis {_local_redis() or 'embedded'}, 1 web + 2 workers, "
+          f"{args.seconds:.0f} s per rate, 20 % redeliveries, open loop (asyncio + httpx)")
+    for rate in (int(r) for r in args.rates.split(",")):
+        r = run_rate(rate, args.seconds, _local_redis())  # a flushed Redis for each rate
+        print(f"{r['rate']:>4} msg/s: webhook→agent notification p50 {r['p50_ms']:.0f} ms, "
+              f"p99 {r['p99_ms']:.0f} ms | messages {r['messages']}, tasks {r['tasks']}, "
+              f"lost tasks {r['lost_tasks']}, duplicate tasks {r['duplicate_tasks']}, "
+              f"lost notifications {r['lost_notifications']}, duplicate notifications "
+              f"{r['duplicate_notifications']}, non-200 answers {r['non_200']}")
+
+
+if __name__ == "__main__":
+    main()
