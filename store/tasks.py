@@ -29,7 +29,7 @@ def get_task(session: Session, *, ref: str | int, for_update: bool = False) -> T
     """The task with this ref. Raises NotFound with a sentence naming the ref."""
     query = select(Task).where(Task.id == parse_ref(ref))
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(of=Task)
     task = session.scalars(query).first()
     if task is None:
         raise NotFound(f"There is no task T-{parse_ref(ref)}")

@@ -59,7 +59,9 @@ def test_skip_reasons(states, skills, language, now, agent, reason) -> None:
 def test_excluded_agents() -> None:
     result = route(config_with(), team="logistics", skills=[], language=None, agents={},
                    now=FRIDAY_10, exclude={"ana"})
-    assert reasons(result)["ana"] == "skipped: excluded (already offered: declined or let the offer expire)"
+    assert reasons(result)["ana"] == (
+        "skipped: excluded (already offered: declined or let the offer expire)"
+    )
     assert result.agent_id == "bob"  # 0 open like marta, earlier in the file
 
 

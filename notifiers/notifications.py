@@ -1,0 +1,199 @@
+"""The channel-neutral notification: a title, fields and buttons that each adapter renders.
+
+A notification is stored as a plain dict in the outbox payload (`as_dict` / `from_dict`), so
+the worker that delivers it needs neither the task nor the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from rules import RulesConfig
+from store.models import Task, TaskStatus
+
+S = TaskStatus
+
+
+class NotificationKind(StrEnum):
+    ASSIGNED = "assigned"
+    OFFERED = "offered"  # accept or decline
+    FOLLOW_UP = "follow_up"  # the customer wrote again on your task
+    REMINDER = "reminder"
+    BREACH = "breach"  # SLA breached / escalated: to the supervisor
+    REASSIGNED_AWAY = "reassigned_away"
+    DIGEST = "digest"  # your open tasks
+    CARD_UPDATE = "card_update"  # edits a card already delivered (not built here)
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button: `verb` is a command verb applied to `ref` (`accept` + `T-12`)."""
+
+    verb: str
+    label: str
+    style: str | None = None  # "primary" | "danger" | None
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str
+    title: str
+    ref: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    text: str | None = None
+    buttons: tuple[Button, ...] = ()
+    status_line: str | None = None  # "Accepted by Ana García at 10:42"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "ref": self.ref,
+            "fields": [list(pair) for pair in self.fields],
+            "text": self.text,
+            "buttons": [[b.verb, b.label, b.style] for b in self.buttons],
+            "status_line": self.status_line,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Notification:
+        return cls(
+            kind=data["kind"],
+            title=data["title"],
+            ref=data.get("ref"),
+            fields=tuple((str(k), str(v)) for k, v in data.get("fields") or ()),
+            text=data.get("text"),
+            buttons=tuple(Button(*item) for item in data.get("buttons") or ()),
+            status_line=data.get("status_line"),
+        )
+
+    @property
+    def plain_text(self) -> str:
+        """One line for notifications previews and clients that show no cards."""
+        return f"{self.title} — {self.status_line}" if self.status_line else self.title
+
+
+_ACCEPT = Button("accept", "Accept", "primary")
+_DECLINE = Button("decline", "Decline", "danger")
+_START = Button("start", "Start")
+_WAIT = Button("wait", "Wait for customer")
+_CLOSE = Button("close", "Close")
+
+_BUTTONS_BY_STATUS: dict[str, tuple[Button, ...]] = {
+    S.NEW: (_ACCEPT,),
+    S.ASSIGNED: (_ACCEPT, _DECLINE),
+    S.ACCEPTED: (_START, _CLOSE),
+    S.IN_PROGRESS: (_WAIT, _CLOSE),
+    S.WAITING_CUSTOMER: (_START, _CLOSE),
+}
+
+
+def buttons_for(status: str) -> tuple[Button, ...]:
+    """The buttons a task card shows in `status` (none once resolved or closed)."""
+    return _BUTTONS_BY_STATUS.get(status, ())
+
+
+_TITLES = {
+    NotificationKind.ASSIGNED: "New task {ref}: {title}",
+    NotificationKind.OFFERED: "Task offered to you {ref}: {title}",
+    NotificationKind.FOLLOW_UP: "The customer wrote on {ref}: {title}",
+    NotificationKind.REMINDER: "Reminder {ref}: {title}",
+    NotificationKind.BREACH: "SLA breached on {ref}: {title}",
+    NotificationKind.REASSIGNED_AWAY: "{ref} was reassigned: {title}",
+}
+
+
+def build_notification(
+    kind: NotificationKind | str,
+    *,
+    config: RulesConfig,
+    task: Task | None,
+    details: dict[str, Any] | None = None,
+) -> Notification:
+    """The notification of `kind` about `task` (None only for a digest).
+
+    `details` adds context: text (follow-up message), percent/deadline (reminder), step
+    (breach), agent (reassigned to), tasks (digest: list of task dicts). Raises ValueError for
+    an unknown kind.
+    """
+    kind = NotificationKind(kind)
+    details = details or {}
+    if kind is NotificationKind.DIGEST:
+        return _digest(details)
+    if task is None:
+        raise ValueError(f"a {kind.value} notification needs a task")
+    title = _TITLES[kind].format(ref=task.ref, title=task.title)
+    fields = task_fields(task, config) + _extra_fields(kind, details, config)
+    buttons: tuple[Button, ...] = ()
+    if kind in (NotificationKind.ASSIGNED, NotificationKind.OFFERED):
+        buttons = (_ACCEPT, _DECLINE)
+    elif kind in (NotificationKind.FOLLOW_UP, NotificationKind.REMINDER):
+        buttons = buttons_for(task.status)
+    text = details.get("text") if kind is NotificationKind.FOLLOW_UP else details.get("note")
+    return Notification(kind.value, title, task.ref, fields, text, buttons)
+
+
+def task_fields(task: Task, config: RulesConfig) -> tuple[tuple[str, str], ...]:
+    """The fields every task card shows."""
+    contact = task.contact
+    customer = (contact.name or contact.wa_id or "-") if contact is not None else "-"
+    pairs = [
+        ("Customer", customer),
+        ("Priority", task.priority),
+        ("Team", task.team or "-"),
+        ("Status", task.status.replace("_", " ")),
+    ]
+    if task.first_response_due and task.first_response_at is None:
+        pairs.append(("First response due", local_time(task.first_response_due, config)))
+    elif task.resolution_due:
+        pairs.append(("Resolution due", local_time(task.resolution_due, config)))
+    return tuple(pairs)
+
+
+def _extra_fields(kind: NotificationKind, details: dict, config: RulesConfig) -> tuple:
+    pairs = []
+    if kind is NotificationKind.REMINDER and details.get("percent") is not None:
+        deadline = str(details.get("deadline") or details.get("kind") or "deadline")
+        pairs.append(("Elapsed", f"{details['percent']}% of {deadline.replace('_', ' ')}"))
+    if kind is NotificationKind.BREACH:
+        deadline = str(details.get("deadline") or "deadline").replace("_", " ")
+        pairs.append(("Breached", deadline))
+        if details.get("step"):
+            pairs.append(("Escalation", str(details["step"]).replace("_", " ")))
+    label = {NotificationKind.BREACH: "Assignee", NotificationKind.REASSIGNED_AWAY: "Now with"}
+    if kind in label and details.get("agent"):
+        agent = config.agent(str(details["agent"]))
+        pairs.append((label[kind], agent.name if agent else str(details["agent"])))
+    return tuple(pairs)
+
+
+def _digest(details: dict[str, Any]) -> Notification:
+    tasks = details.get("tasks") or []
+    lines = [f"{t['ref']} · {t['status'].replace('_', ' ')} · {t['title']}" for t in tasks]
+    return Notification(
+        NotificationKind.DIGEST.value,
+        f"Your open tasks ({len(tasks)})",
+        text="\n".join(lines) or "Nothing open. Well done!",
+    )
+
+
+def with_outcome(card: Notification, *, line: str, status: str) -> Notification:
+    """`card` as it reads after an action: a status line and the buttons of `status`."""
+    fields = tuple(
+        (label, status.replace("_", " ") if label == "Status" else value)
+        for label, value in card.fields
+    )
+    return replace(card, fields=fields, status_line=line, buttons=buttons_for(status))
+
+
+def local_time(moment: datetime, config: RulesConfig) -> str:
+    """`moment` in the business timezone, as `Tue 24 Nov 10:42`."""
+    return moment.astimezone(config.tz).strftime("%a %d %b %H:%M")
+
+
+def clock_time(moment: datetime, config: RulesConfig) -> str:
+    """`moment` in the business timezone, as `10:42`."""
+    return moment.astimezone(config.tz).strftime("%H:%M")

@@ -1,0 +1,133 @@
+"""Slack adapter: Block Kit cards with buttons, and a Web API sender for the delivery worker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
+from notifiers.notifications import Notification
+
+DEFAULT_API_BASE_URL = "https://slack.com"
+# Button action ids are `opsbot:<verb>:<ref>`; Bolt listens with this pattern.
+ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
+
+
+def action_id(verb: str, ref: str) -> str:
+    return f"opsbot:{verb}:{ref}"
+
+
+def parse_action_id(value: str) -> tuple[str, str] | None:
+    """(verb, ref) of an opsbot button action id, or None for anything else."""
+    found = ACTION_ID.match(value or "")
+    return (found["verb"], found["ref"]) if found else None
+
+
+def render_slack(notification: Notification) -> dict[str, Any]:
+    """`{"text": …, "blocks": […]}` for chat.postMessage / chat.update."""
+    blocks: list[dict[str, Any]] = [_section(f"*{_escape(notification.title)}*")]
+    if notification.fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{_escape(label)}*\n{_escape(value)}"}
+                    for label, value in notification.fields[:10]
+                ],
+            }
+        )
+    if notification.text:
+        blocks.append(_section(_quote(notification.text)))
+    if notification.status_line:
+        line = _escape(notification.status_line)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
+    if notification.buttons and notification.ref:
+        blocks.append({"type": "actions", "elements": _buttons(notification)})
+    return {"text": notification.plain_text, "blocks": blocks}
+
+
+def _buttons(notification: Notification) -> list[dict[str, Any]]:
+    elements = []
+    for button in notification.buttons:
+        element = {
+            "type": "button",
+            "action_id": action_id(button.verb, notification.ref or ""),
+            "text": {"type": "plain_text", "text": button.label},
+            "value": f"{button.verb}:{notification.ref}",
+        }
+        if button.style:
+            element["style"] = button.style
+        elements.append(element)
+    return elements
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in _escape(text).splitlines() or [""])
+
+
+@dataclass(frozen=True)
+class SlackSender:
+    """Posts and updates cards with the Web API (sync: it runs in the RQ worker)."""
+
+    token: str = field(repr=False)  # never in logs
+    base_url: str = DEFAULT_API_BASE_URL
+
+    def client(self) -> WebClient:
+        return WebClient(token=self.token, base_url=self.base_url.rstrip("/") + "/api/")
+
+    def send(self, *, user: str | None, channel: str | None, card: dict) -> tuple[str, str]:
+        """Posts `card` to the user's DM (or to `channel`); returns (channel id, message ts).
+
+        Raises TransientDeliveryError or PermanentDeliveryError.
+        """
+        web = self.client()
+        with _translated_errors():
+            if user:
+                channel = web.conversations_open(users=user)["channel"]["id"]
+            if not channel:
+                raise PermanentDeliveryError("no Slack user or channel to post to")
+            posted = web.chat_postMessage(channel=channel, **card)
+        return str(posted["channel"]), str(posted["ts"])
+
+    def update(self, *, channel: str, message_id: str, card: dict) -> None:
+        """Replaces the card posted as (channel, ts). Raises like `send`."""
+        with _translated_errors():
+            self.client().chat_update(channel=channel, ts=message_id, **card)
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Turns slack_sdk errors into delivery errors (5xx and 429 are worth a retry)."""
+    try:
+        yield
+    except SlackApiError as error:
+        raise _from_api_error(error) from error
+    except (SlackClientError, OSError) as error:
+        raise TransientDeliveryError(f"Slack unreachable: {error}") from error
+
+
+def _from_api_error(error: SlackApiError):
+    response = error.response
+    status = response.status_code
+    code = response.get("error") if isinstance(response.data, dict) else None
+    if status == 429 or code == "ratelimited":
+        headers = {key.lower(): value for key, value in response.headers.items()}
+        retry_after = float(headers.get("retry-after", 1))
+        return TransientDeliveryError("Slack rate limit", retry_after=retry_after)
+    if status >= 500 or code in ("fatal_error", "internal_error", "service_unavailable"):
+        return TransientDeliveryError(f"Slack answered {status} {code or ''}".strip())
+    return PermanentDeliveryError(f"Slack refused: {code or status}")
