@@ -27,6 +27,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app = FastAPI(title="opsbot", lifespan=lifespan)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
+    if settings.whatsapp_enabled:
+        from bot.webhooks import whatsapp
+
+        whatsapp.install(app)
+    if settings.slack_enabled:
+        from bot.webhooks import slack
+
+        app.include_router(slack.build_router(settings))
+    if settings.telegram_enabled:
+        from bot.webhooks import telegram
+
+        app.include_router(telegram.build_router())
     return app
 
 

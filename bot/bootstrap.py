@@ -2,6 +2,7 @@
 
 from redis import Redis
 
+from bot.delivery import channel_senders
 from bot.jobs import Jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
@@ -31,4 +32,5 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         rules=RulesHolder(settings.rules_path),
         redis=redis,
         jobs=Jobs(redis),
+        **channel_senders(settings),
     )

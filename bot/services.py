@@ -6,6 +6,8 @@ from redis import Redis
 
 from bot.jobs import Jobs
 from bot.settings import Settings
+from notifiers.slack import SlackSender
+from notifiers.telegram import TelegramSender
 from rules import RulesHolder
 from store.db import Database
 
@@ -17,6 +19,8 @@ class Services:
     rules: RulesHolder
     redis: Redis
     jobs: Jobs
+    slack: SlackSender | None = None  # None: the channel is off
+    telegram: TelegramSender | None = None
 
     def close(self) -> None:
         self.db.dispose()

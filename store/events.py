@@ -23,6 +23,7 @@ class Audit(StrEnum):
     REMINDER = "reminder"  # details: kind (first_response|resolution), percent
     ESCALATED = "escalated"  # details: step (notify_supervisor|reassign|raise_priority)
     OFFER_EXPIRED = "offer_expired"  # not accepted within unaccepted_after
+    SLA_RESUMED = "sla_resumed"  # the customer answered: due times pushed by the pause
     DELIVERY_FAILED = "delivery_failed"
     RATED = "rated"  # details: rating (1-5)
     DENIED = "denied"  # an unknown user or a refused command

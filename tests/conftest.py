@@ -22,7 +22,9 @@ from store.models import Base
 POSTGRES_URL = os.environ.get(
     "OPSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9
+# OPSBOT_TEST_REDIS_DB: another database number, so that parallel test runs do not collide.
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB = int(os.environ.get("OPSBOT_TEST_REDIS_DB", "9"))
 
 
 def _answers(host: str, port: int) -> bool:
