@@ -1,0 +1,66 @@
+"""WhatsApp messages in both directions, keyed by the provider's message id (wamid)."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Direction, Message
+
+# A later status never moves a message back (a late "delivered" after "read" is ignored).
+_STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4}
+
+
+def record_inbound_message(
+    session: Session,
+    *,
+    provider_message_id: str,
+    contact_id: int,
+    type: str,
+    text: str | None,
+    media_id: str | None,
+    payload: dict[str, Any],
+    at: datetime,
+) -> Message | None:
+    """Stores a customer's message; returns None when this wamid was stored before."""
+    if get_message(session, provider_message_id=provider_message_id) is not None:
+        return None
+    message = Message(
+        provider_message_id=provider_message_id,
+        direction=Direction.INBOUND,
+        contact_id=contact_id,
+        type=type,
+        text=text,
+        media_id=media_id,
+        payload=payload,
+        status="received",
+        sent_at=at,
+        created_at=at,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def get_message(session: Session, *, provider_message_id: str) -> Message | None:
+    query = select(Message).where(Message.provider_message_id == provider_message_id)
+    return session.scalars(query).first()
+
+
+def apply_status(
+    session: Session, *, provider_message_id: str, status: str, error: str | None = None
+) -> Message | None:
+    """Updates an outbound message's delivery status; returns it, or None when unknown.
+
+    A failure is always recorded; other statuses only move forward.
+    """
+    message = get_message(session, provider_message_id=provider_message_id)
+    if message is None or message.direction != Direction.OUTBOUND:
+        return None
+    current = _STATUS_RANK.get(message.status or "", 0)
+    if status == "failed" or _STATUS_RANK.get(status, 0) > current:
+        message.status = status
+    if error:
+        message.error = error
+    return message
