@@ -1,0 +1,283 @@
+"""WhatsApp intake over HTTP: accepted messages/s, ack latency, webhook-to-task latency.
+
+The app runs in its own process (uvicorn, SQLite, a real Redis); this process is the load
+generator: a raw-socket asyncio HTTP/1.1 client with keep-alive connections (no wrk here),
+sending bodies signed with the app secret, one message per webhook, unique wamids.
+
+Phases (one fresh SQLite database per run):
+  1. tasks:      --task-rate msgs/s for --task-seconds with a worker running; p50/p99 from
+                 each POST to the task's `created_at` (one new customer per message).
+  2. throughput: --messages as fast as --concurrency connections allow (worker stopped);
+                 every 200 was sent after its row was committed.
+  3. latency:    --rate msgs/s open loop for --seconds; ack latency measured from the
+                 scheduled send time (so queueing shows up).
+
+Run: .venv/bin/python bench/intake_bench.py [--messages 20000] [--rate 1000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-app-secret"
+PHONE_ID = "1000000001"
+SERVER = """
+import bot.dispatch
+if {intake_only}:  # measure the intake alone: the worker's sweeper would dispatch
+    bot.dispatch.dispatch_pending = lambda services: None
+import uvicorn
+from bot.app import create_app
+from bot.settings import Settings
+uvicorn.run(create_app(Settings()), host="127.0.0.1", port={port}, log_level="warning",
+            access_log=False)
+"""
+
+
+@dataclass
+class Phase:
+    name: str
+    sent: int
+    ok: int
+    seconds: float
+    latencies: list[float]
+
+
+def signed_request(n: int, *, run: str, at: int, host: str) -> bytes:
+    """The bytes of one POST carrying message `n` (its own customer and wamid)."""
+    wa_id = f"34{600000000 + n}"
+    message = {"from": wa_id, "id": f"wamid.BENCH{run}{n:09d}", "timestamp": str(at),
+               "type": "text", "text": {"body": f"Hola, mi pedido {n} no ha llegado"}}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+             "contacts": [{"profile": {"name": f"Cliente {n}"}, "wa_id": wa_id}],
+             "messages": [message]}
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [
+        {"id": "WABA", "changes": [{"value": value, "field": "messages"}]}]}).encode()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (f"POST /webhooks/whatsapp HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _exchange(reader, writer, request: bytes) -> int:
+    writer.write(request)
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def _connection(port: int, jobs: asyncio.Queue, results: list) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            item = await jobs.get()
+            if item is None:
+                return
+            request, scheduled = item
+            start, wall = scheduled or time.perf_counter(), time.time()
+            status = await _exchange(reader, writer, request)
+            results.append((status, time.perf_counter() - start, wall))
+    finally:
+        writer.close()
+
+
+async def drive(port: int, requests: list[bytes], *, concurrency: int,
+                rate: float | None) -> tuple[list, float]:
+    """Sends `requests` (closed loop, or open loop at `rate`/s); returns results, seconds."""
+    jobs: asyncio.Queue = asyncio.Queue()
+    results: list = []
+    workers = [asyncio.create_task(_connection(port, jobs, results)) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for i, request in enumerate(requests):
+        if rate:
+            due = began + i / rate
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            jobs.put_nowait((request, due))
+        else:
+            jobs.put_nowait((request, None))
+    for _ in workers:
+        jobs.put_nowait(None)
+    await asyncio.gather(*workers)
+    return results, time.perf_counter() - began
+
+
+def run_phase(name, port, requests, *, concurrency, rate=None) -> tuple[Phase, list]:
+    results, seconds = asyncio.run(drive(port, requests, concurrency=concurrency, rate=rate))
+    ok = sum(1 for status, _, _ in results if status == 200)
+    return Phase(name, len(requests), ok, seconds, [lat for _, lat, _ in results]), results
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+
+
+def _env(database: Path, redis_url: str, graph_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": redis_url,
+            "RULES_PATH": str(ROOT / "rules.yaml"), "WHATSAPP_TOKEN": "BENCH-TOKEN",
+            "WHATSAPP_APP_SECRET": SECRET, "WHATSAPP_VERIFY_TOKEN": "bench",
+            "WHATSAPP_PHONE_ID": PHONE_ID, "WHATSAPP_API_BASE_URL": graph_url,
+            "PYTHONPATH": str(ROOT)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str], *, intake_only: bool) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    code = SERVER.format(port=port, intake_only=intake_only)
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.terminate()
+    raise SystemExit("the app did not start")
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """`opsbot worker`, returned once it has registered with Redis (imports take a while)."""
+    from redis import Redis
+    from rq import Worker
+
+    process = subprocess.Popen([sys.executable, "-m", "bot", "worker", "--no-migrate"],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    redis = Redis.from_url(env["REDIS_URL"])
+    deadline = time.monotonic() + 30
+    while Worker.count(connection=redis) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    redis.close()
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def task_latencies(database: Path, results: list, wamids: list[str], *,
+                   timeout: float) -> list[float]:
+    """Seconds from each POST to its task's creation, once every task exists."""
+    sent = {wamid: wall for wamid, (_, _, wall) in zip(wamids, results, strict=True)}
+    deadline = time.monotonic() + timeout
+    rows: list = []
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as conn:
+            rows = conn.execute(
+                "SELECT m.provider_message_id, t.created_at FROM messages m "
+                "JOIN tasks t ON t.id = m.task_id WHERE m.provider_message_id LIKE 'wamid.BENCHt%'"
+            ).fetchall()
+        if len(rows) >= len(sent):
+            break
+        time.sleep(0.5)
+    return [_epoch(created) - sent[wamid] for wamid, created in rows if wamid in sent]
+
+
+def _epoch(stored: str) -> float:
+    moment = datetime.fromisoformat(stored)
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def report(phase: Phase) -> None:
+    rate = phase.ok / phase.seconds if phase.seconds else 0
+    print(f"{phase.name:<11} {phase.ok}/{phase.sent} accepted (200) in {phase.seconds:.2f} s "
+          f"= {rate:,.0f} msgs/s; ack p50 {pct(phase.latencies, 50):.1f} ms, "
+          f"p99 {pct(phase.latencies, 99):.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--task-rate", type=float, default=5)
+    parser.add_argument("--task-seconds", type=float, default=10)
+    parser.add_argument("--intake-only", action="store_true",
+                        help="the web process does not dispatch to RQ (no tasks phase)")
+    args = parser.parse_args()
+    from bot.embedded_redis import EmbeddedRedis
+    from sandbox.graph import FakeGraph
+    from store.db import upgrade_database
+
+    with ExitStack() as stack:
+        redis_url = os.environ.get("BENCH_REDIS_URL") or stack.enter_context(EmbeddedRedis())
+        database = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "bench.db"
+        upgrade_database(f"sqlite:///{database}")
+        graph = stack.enter_context(FakeGraph())  # acknowledgements go to the local fake
+        env = _env(database, redis_url, graph.url)
+        server, port = start_server(env, intake_only=args.intake_only)
+        stack.callback(stop, server)
+        host, now = f"127.0.0.1:{port}", int(time.time())
+        mode = "NOT dispatching (--intake-only)" if args.intake_only else "dispatching to RQ"
+        print("load generator: Python asyncio raw HTTP/1.1 client, keep-alive, 1 process "
+              f"(no wrk); app: uvicorn, 1 process, SQLite WAL, {mode}")
+        if not args.intake_only:
+            run_tasks(args, port, host, now, env, database)
+        bulk = [signed_request(n, run="b", at=now, host=host) for n in range(args.messages)]
+        report(run_phase("throughput", port, bulk, concurrency=args.concurrency)[0])
+        count = int(args.rate * args.seconds)
+        paced = [signed_request(n, run="l", at=now, host=host) for n in range(count)]
+        report(run_phase(f"{args.rate:.0f}/s", port, paced, concurrency=args.concurrency,
+                         rate=args.rate)[0])
+
+
+def run_tasks(args, port: int, host: str, now: int, env, database: Path) -> None:
+    worker = start_worker(env)
+    try:
+        count = int(args.task_rate * args.task_seconds)
+        wamids = [f"wamid.BENCHt{n:09d}" for n in range(count)]
+        requests = [signed_request(n, run="t", at=now, host=host) for n in range(count)]
+        phase, results = run_phase(f"{args.task_rate:.0f}/s+work", port, requests,
+                                   concurrency=8, rate=args.task_rate)
+        report(phase)
+        latencies = task_latencies(database, results, wamids, timeout=120)
+        print(f"{'':<11} webhook-to-task-created ({len(latencies)}/{count} tasks, 1 worker): "
+              f"p50 {pct(latencies, 50):.0f} ms, p99 {pct(latencies, 99):.0f} ms")
+    finally:
+        stop(worker)
+
+
+if __name__ == "__main__":
+    main()
