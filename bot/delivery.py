@@ -19,7 +19,7 @@ from bot.runtime import current_services
 from bot.services import Services
 from bot.settings import Settings
 from bot.whatsapp import OutsideWindow, send_customer_message
-from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
+from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification, NotificationKind
 from notifiers.slack import DEFAULT_API_BASE_URL as SLACK_API
 from notifiers.slack import SlackSender, render_slack
@@ -125,6 +125,8 @@ def _send_once(services: Services, row: OutboxMessage) -> tuple[str | None, str 
 def _whatsapp(services: Services, row: OutboxMessage) -> str:
     try:
         return send_customer_message(services, row)
+    except DeliveryError:
+        raise  # the sender already said whether a retry can help
     except (OutsideWindow, ValueError) as exc:  # no template, no customer: retrying is futile
         raise PermanentDeliveryError(f"WhatsApp: {exc}") from exc
     except Exception as exc:  # pywa / network errors: intake's sender asks for a retry

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.dispatch import dispatch_pending
-from bot.timers import SLA_RESUMED, plan_timers, push_due_times, timer_job_id
+from bot.timers import plan_timers, push_due_times, timer_job_id
 from rules.loader import parse_rules
 from store.events import Audit
 from store.lifecycle import Action
@@ -145,7 +145,7 @@ def test_timers_fire_with_real_workers(database_url, redis_url, tmp_path):
 
     task = task_of(services, paused)
     assert (task.resolution_due - original_due).total_seconds() >= 3.5
-    [settled] = events_of(services, paused, SLA_RESUMED)
+    [settled] = events_of(services, paused, Audit.SLA_RESUMED)
     assert settled.details["paused_seconds"] >= 3.5
     first_escalation = events_of(services, paused, Audit.ESCALATED)[0]
     assert first_escalation.at > resumed[0]
