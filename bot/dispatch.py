@@ -57,8 +57,7 @@ def dispatch_events(services: Services) -> int:
             InboundEvent.dispatched_at.is_(None),
             InboundEvent.status == EventStatus.PENDING,
         )
-        for event_id in ids:
-            services.jobs.enqueue(PROCESS_EVENT, event_id, job_id=event_job_id(event_id))
+        services.jobs.enqueue_many(PROCESS_EVENT, [(event_job_id(i), (i,)) for i in ids])
     return len(ids)
 
 
@@ -71,8 +70,7 @@ def dispatch_outbox(services: Services) -> int:
             OutboxMessage.dispatched_at.is_(None),
             OutboxMessage.status == OutboxStatus.PENDING,
         )
-        for outbox_id in ids:
-            services.jobs.enqueue(DELIVER, outbox_id, job_id=outbox_job_id(outbox_id))
+        services.jobs.enqueue_many(DELIVER, [(outbox_job_id(i), (i,)) for i in ids])
     return len(ids)
 
 

@@ -15,6 +15,8 @@ from rq.job import Job, JobStatus
 
 QUEUE_NAME = "opsbot"
 JOB_TIMEOUT = 60
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible (`opsbot jobs failed`) for a week
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -61,12 +63,38 @@ class Jobs:
             "job_id": job_id,
             "retry": retry or default_retry(),
             "job_timeout": timeout,
-            "result_ttl": 3600,
-            "failure_ttl": 7 * 24 * 3600,
+            "result_ttl": RESULT_TTL,
+            "failure_ttl": FAILURE_TTL,
         }
         if at is not None:
             return self.queue.enqueue_at(at, func, *args, **options)
         return self.queue.enqueue(func, *args, **options)
+
+    def enqueue_many(self, func: str, calls: list[tuple[str, tuple]]) -> None:
+        """Enqueues `func(*args)` for each (job_id, args) in one Redis round trip.
+
+        Ids that already have a job go through `enqueue` (kept when alive, else replaced), so
+        a batch never duplicates a live job.
+        """
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, _args in calls:
+                pipe.exists(Job.key_for(job_id))
+            known = pipe.execute()
+        fresh = []
+        for (job_id, args), exists in zip(calls, known, strict=True):
+            if exists:
+                self.enqueue(func, *args, job_id=job_id)
+            else:
+                fresh.append(
+                    Queue.prepare_data(
+                        func, args, job_id=job_id, retry=default_retry(), timeout=JOB_TIMEOUT,
+                        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                    )
+                )
+        if fresh:
+            with self.redis.pipeline() as pipe:
+                self.queue.enqueue_many(fresh, pipeline=pipe)
+                pipe.execute()
 
     def cancel(self, job_id: str) -> None:
         """Removes a job (pending or scheduled) so that its id can be reused."""
