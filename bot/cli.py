@@ -1,6 +1,5 @@
 """The `opsbot` command line (also `python -m bot`)."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +9,8 @@ from bot.bootstrap import open_database
 from bot.cli_ops import register as register_ops
 from bot.cli_report import report
 from bot.cli_rules import rules_app
+from bot.cli_support import JsonFlag, load_settings, print_json
 from bot.cli_telegram import telegram_app
-from bot.settings import ConfigError, Settings
 from store.errors import DomainError
 from store.events import list_events
 from store.serialize import event_as_dict, task_as_dict
@@ -26,22 +25,6 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(telegram_app, name="telegram")
 app.command("report")(report)
 register_ops(app)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def load_settings() -> Settings:
-    """The settings from the environment and .env; exits 2 with the reason when invalid."""
-    try:
-        return Settings()
-    except ConfigError as exc:
-        typer.echo(f"opsbot: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def print_json(value) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:

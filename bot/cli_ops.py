@@ -1,6 +1,5 @@
 """Operating commands: `opsbot run|serve|worker`, `opsbot events ...`, `opsbot jobs ...`."""
 
-import json
 import logging
 import os
 from typing import Annotated
@@ -8,19 +7,16 @@ from typing import Annotated
 import typer
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from sqlalchemy import create_engine, select, text, update
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select, update
 
 from bot.bootstrap import build_services, open_database
-from bot.settings import ConfigError, Settings
-from store.db import upgrade_database
+from bot.cli_support import JsonFlag, load_settings, print_json
+from bot.settings import ConfigError
 from store.models import EventStatus, InboundEvent
 
 events_app = typer.Typer(help="Raw inbound events that could not be processed.")
 jobs_app = typer.Typer(help="Background jobs that failed.")
 
-MIGRATION_LOCK = 7_246_001  # pg_advisory_lock key of `opsbot` migrations
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 NoMigrate = Annotated[
     bool, typer.Option("--no-migrate", help="Skip migrating the database on start.")
 ]
@@ -35,41 +31,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ConfigError as exc:
-        typer.echo(f"opsbot: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
 def _services(*, migrate: bool = False):
     try:
-        return build_services(_settings(), migrate=migrate)
+        return build_services(load_settings(), migrate=migrate)
     except ConfigError as exc:
         typer.echo(f"opsbot: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-
-def migrate_once(settings: Settings) -> None:
-    """Migrates the database; on PostgreSQL under an advisory lock, so that several web and
-    worker processes starting together on a fresh database do not race each other."""
-    url = settings.effective_database_url
-    if not url.startswith("postgresql"):
-        upgrade_database(url)
-        return
-    engine = create_engine(url, poolclass=NullPool)
-    with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
-        try:
-            upgrade_database(url)
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
-    engine.dispose()
-
-
-def _print_json(value) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def _logging() -> None:
@@ -87,7 +54,7 @@ def run(
     from bot.runner import run_all
 
     port = port or int(os.environ.get("PORT", "8000"))
-    raise typer.Exit(run_all(_settings(), host=host, port=port, workers=workers))
+    raise typer.Exit(run_all(load_settings(), host=host, port=port, workers=workers))
 
 
 def serve(
@@ -100,9 +67,9 @@ def serve(
 
     from bot.app import create_app
 
-    settings = _settings()
+    settings = load_settings()
     if not no_migrate:
-        migrate_once(settings)
+        open_database(settings).dispose()
     port = port or int(os.environ.get("PORT", "8000"))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -116,9 +83,7 @@ def worker(
     from bot.worker import run_worker
 
     _logging()
-    if not no_migrate:
-        migrate_once(_settings())
-    services = _services()
+    services = _services(migrate=not no_migrate)
     install_services(services)
     try:
         run_worker(services, burst=burst)
@@ -130,7 +95,7 @@ def worker(
 @events_app.command("failed")
 def events_failed(as_json: JsonFlag = False) -> None:
     """Inbound events that failed processing, with the reason."""
-    database = open_database(_settings(), migrate=False)
+    database = open_database(load_settings(), migrate=False)
     with database.transaction() as session:
         rows = [
             {"id": e.id, "provider": e.provider, "provider_event_id": e.provider_event_id,
@@ -142,7 +107,7 @@ def events_failed(as_json: JsonFlag = False) -> None:
             )
         ]  # fmt: skip
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         typer.echo(
@@ -186,7 +151,7 @@ def jobs_failed(as_json: JsonFlag = False) -> None:
     rows = [_job_row(job) for job in _failed_jobs(services)]
     services.close()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         typer.echo(f"{row['id']}  {row['func']}{tuple(row['args'])}  ended {row['ended_at']}")

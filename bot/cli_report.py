@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from bot.bootstrap import open_database
-from bot.settings import ConfigError, Settings
+from bot.cli_support import load_settings
+from bot.settings import Settings
 from rules import RulesError, load_rules
 from store.reports import (
     DurationStats,
@@ -62,7 +63,7 @@ def report(
     """KPIs from the audit trail: volumes, response times, SLA, backlog, agents, automation."""
     now = utcnow()
     start = _since_option(since, now)
-    settings = _settings()
+    settings = load_settings()
     minutes = minutes_per_task if minutes_per_task is not None else _rules_minutes(settings)
     database = open_database(settings)
     try:
@@ -82,14 +83,6 @@ def _since_option(text: str, now: datetime) -> datetime:
     except typer.BadParameter as exc:
         exc.param_hint = "'--since'"
         raise
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ConfigError as exc:
-        typer.echo(f"opsbot: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _rules_minutes(settings: Settings) -> float:

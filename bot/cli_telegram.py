@@ -6,7 +6,8 @@ import typer
 from telegram import Bot, BotCommand
 from telegram.error import TelegramError
 
-from bot.settings import ConfigError, Settings
+from bot.cli_support import load_settings
+from bot.settings import Settings
 from bot.webhooks.telegram import PATH
 from notifiers.telegram import DEFAULT_API_BASE_URL
 from notifiers.verbs import VERBS
@@ -49,11 +50,7 @@ def command_menu() -> list[BotCommand]:
 
 
 def _telegram_settings() -> Settings:
-    try:
-        settings = Settings()
-    except ConfigError as exc:
-        typer.echo(f"opsbot: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings()
     if not settings.telegram_enabled:
         typer.echo("opsbot: TELEGRAM_BOT_TOKEN is not set: Telegram is off", err=True)
         raise typer.Exit(2)

@@ -50,27 +50,19 @@ def dispatch_pending(services: Services) -> None:
 
 def dispatch_events(services: Services) -> int:
     """Claims and enqueues pending inbound events; returns how many were claimed."""
-    with services.db.transaction() as session:
-        ids = _claim(
-            session,
-            InboundEvent,
-            InboundEvent.dispatched_at.is_(None),
-            InboundEvent.status == EventStatus.PENDING,
-        )
-        services.jobs.enqueue_many(PROCESS_EVENT, [(event_job_id(i), (i,)) for i in ids])
-    return len(ids)
+    return _dispatch_rows(services, InboundEvent, EventStatus.PENDING, PROCESS_EVENT,
+                          event_job_id)
 
 
 def dispatch_outbox(services: Services) -> int:
     """Claims and enqueues pending outbox rows; returns how many were claimed."""
+    return _dispatch_rows(services, OutboxMessage, OutboxStatus.PENDING, DELIVER, outbox_job_id)
+
+
+def _dispatch_rows(services: Services, model, pending: str, func: str, job_id) -> int:
     with services.db.transaction() as session:
-        ids = _claim(
-            session,
-            OutboxMessage,
-            OutboxMessage.dispatched_at.is_(None),
-            OutboxMessage.status == OutboxStatus.PENDING,
-        )
-        services.jobs.enqueue_many(DELIVER, [(outbox_job_id(i), (i,)) for i in ids])
+        ids = _claim(session, model, model.dispatched_at.is_(None), model.status == pending)
+        services.jobs.enqueue_many(func, [(job_id(i), (i,)) for i in ids])
     return len(ids)
 
 

@@ -67,31 +67,24 @@ def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
 
 def redrive_events(services: Services, *, now: datetime) -> list[int]:
     """Pending events that were dispatched but whose job is gone from Redis."""
-    with services.db.transaction() as session:
-        ids = session.scalars(
-            select(InboundEvent.id).where(
-                InboundEvent.status == EventStatus.PENDING,
-                InboundEvent.dispatched_at < now - GRACE,
-            )
-        ).all()
-    lost = [i for i in ids if not services.jobs.exists(event_job_id(i))]
-    for event_id in lost:
-        services.jobs.enqueue(PROCESS_EVENT, event_id, job_id=event_job_id(event_id))
-    return lost
+    return _redrive(services, InboundEvent, EventStatus.PENDING, PROCESS_EVENT, event_job_id,
+                    now=now)
 
 
 def redrive_outbox(services: Services, *, now: datetime) -> list[int]:
     """Pending outbox rows that were dispatched but whose job is gone from Redis."""
+    return _redrive(services, OutboxMessage, OutboxStatus.PENDING, DELIVER, outbox_job_id,
+                    now=now)
+
+
+def _redrive(services: Services, model, pending: str, func: str, job_id, *, now) -> list[int]:
     with services.db.transaction() as session:
         ids = session.scalars(
-            select(OutboxMessage.id).where(
-                OutboxMessage.status == OutboxStatus.PENDING,
-                OutboxMessage.dispatched_at < now - GRACE,
-            )
+            select(model.id).where(model.status == pending, model.dispatched_at < now - GRACE)
         ).all()
-    lost = [i for i in ids if not services.jobs.exists(outbox_job_id(i))]
-    for outbox_id in lost:
-        services.jobs.enqueue(DELIVER, outbox_id, job_id=outbox_job_id(outbox_id))
+    lost = [i for i in ids if not services.jobs.exists(job_id(i))]
+    for row_id in lost:
+        services.jobs.enqueue(func, row_id, job_id=job_id(row_id))
     return lost
 
 

@@ -1,7 +1,6 @@
 """opsbot as separate processes wired to the sandbox APIs (for the demo and end-to-end tests)."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from bot.runner import stop_children
 from sandbox.graph import FakeGraph
 from sandbox.inbound import Sender
 from sandbox.slack import FakeSlack
@@ -68,7 +68,7 @@ def running(
             wait_ready(ready_url, processes, log_path)
             yield processes
         finally:
-            stop(processes)
+            stop_children(processes)
 
 
 def wait_ready(url: str, processes: Sequence[subprocess.Popen], log_path: Path,
@@ -85,20 +85,6 @@ def wait_ready(url: str, processes: Sequence[subprocess.Popen], log_path: Path,
             pass
         time.sleep(0.2)
     raise RuntimeError(f"opsbot was not ready at {url} within {timeout:.0f}s:\n" + _tail(log_path))
-
-
-def stop(processes: Sequence[subprocess.Popen], timeout: float = 40) -> None:
-    """SIGTERM to each process (workers finish their job), SIGKILL after `timeout`."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import NullPool
 
 from store.errors import ConcurrentUpdate
 
@@ -90,8 +91,24 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+MIGRATION_LOCK = 7_246_001  # pg_advisory_lock key held while opsbot migrates
+
+
 def upgrade_database(url: str, revision: str = "heads") -> None:
-    """Migrates the database at `url` to `revision` (idempotent)."""
-    if make_url(url).get_backend_name() == "sqlite":
-        make_engine(url).dispose()  # creates the folder under var/
-    command.upgrade(alembic_config(url), revision)
+    """Migrates the database at `url` to `revision` (idempotent).
+
+    On PostgreSQL an advisory lock serialises migrations, so that several web and worker
+    processes starting together on a fresh database do not race each other.
+    """
+    if make_url(url).get_backend_name() != "postgresql":
+        make_engine(url).dispose()  # creates the folder under var/ for SQLite
+        command.upgrade(alembic_config(url), revision)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            command.upgrade(alembic_config(url), revision)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    engine.dispose()
