@@ -3,6 +3,7 @@
 Called inside the caller's transaction; nothing here commits or talks to the network.
 """
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,8 @@ _CLOSED = (TaskStatus.RESOLVED, TaskStatus.CLOSED)
 def apply_message(session: Session, *, config: RulesConfig, message: InboundMessage,
                   now: datetime) -> str:
     """Records the message and acts on it; returns what happened: "duplicate" (seen before),
-    "threaded", "reopened", "recorded" (no task: ignored or a reaction) or "created"."""
+    "threaded", "rated", "reopened", "recorded" (no task: ignored or a reaction) or
+    "created"."""
     contact = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
                              name=message.name, now=message.at)
     history = _history(session, contact, message.at)
@@ -55,6 +57,10 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
     if message.type == "reaction" or decision.ignore:
         return "recorded"
     task = _reopenable(session, config, contact, message.at)
+    rating = read_rating(stored.text or "")
+    if task is not None and rating is not None and task.rating is None:
+        _rate(session, task, stored, contact, rating, now)
+        return "rated"
     if task is not None:
         _reopen(session, config, task, stored, contact, now)
         return "reopened"
@@ -115,6 +121,27 @@ def _reopenable(session: Session, config: RulesConfig, contact: Contact,
         return None
     ended = last.closed_at or last.resolved_at or last.updated_at
     return last if ended >= at - config.reopen_within else None
+
+
+_RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$|^\s*((?:⭐\ufe0f?){1,5})\s*$")
+
+
+def read_rating(text: str) -> int | None:
+    """The satisfaction rating in a reply to the closing message ("4", "5/5", "⭐⭐⭐"), or
+    None when the text is anything else."""
+    match = _RATING.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) if match.group(1) else match.group(2).count("⭐")
+
+
+def _rate(session: Session, task: Task, stored: Message, contact: Contact, rating: int,
+          now: datetime) -> None:
+    # A lone 1-5 right after a closing asks for nothing new: it answers "how did we do?".
+    stored.task_id = task.id
+    task.rating = rating
+    record_event(session, task=task, actor=_customer(contact).label, action=Audit.RATED,
+                 details={"rating": rating, "message_id": stored.id}, at=now)
 
 
 def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,

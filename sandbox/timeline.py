@@ -74,7 +74,8 @@ def _explain(action: str, details: dict[str, Any]) -> str:
         lines = [details.get("summary", "")]
         lines += [f"{c.get('agent')}: {c.get('reason')}" for c in details.get("candidates", [])]
         return " — " + "; ".join(line for line in lines if line)
-    shown = {k: v for k, v in details.items() if k in ("reason", "text", "step", "percent", "kind")}
+    keys = ("reason", "text", "step", "percent", "kind", "rating")
+    shown = {k: v for k, v in details.items() if k in keys}
     return f" — {shown}" if shown else ""
 
 

@@ -91,8 +91,9 @@ def test_demo_scenario_end_to_end(played):
     assert ("34611000001", "¡Sí! Nos quedan 3 en talla M. ¿Te la reservo?") in texts
     assert ("447700900002", "Hi John, we opened ticket #2. A technician will answer within "
             "40 s.") in texts
-    assert ("34611000003", "Hola Carmen, hemos cerrado la solicitud #3. Si necesitas algo "
-            "más, escríbenos por aquí.") in texts
+    assert ("34611000003", "Hola Carmen, hemos cerrado la solicitud #3. ¿Qué tal te hemos "
+            "atendido? Responde con un número del 1 al 5.") in texts
+    assert tasks[t["envio"]].rating == 5
 
     # Every notification was delivered exactly once, to the agent it was meant for.
     assert all(row.status == "sent" and row.provider_message_id for row in outbox)
