@@ -67,7 +67,7 @@ def deliver_job(outbox_id: int) -> None:
 def deliver_outbox(services: Services, outbox_id: int) -> str:
     """Delivers one row; returns "sent", "skipped", "failed", "fell_back:<channel>+…" or
     "rescheduled". Raises TransientDeliveryError when RQ should retry the job later."""
-    with services.db.transaction() as session:
+    with services.db.transaction(readonly=True) as session:
         row = session.get(OutboxMessage, outbox_id)
     if row is None or row.status != OutboxStatus.PENDING:
         return "skipped"

@@ -60,8 +60,12 @@ def dispatch_outbox(services: Services) -> int:
 
 
 def _dispatch_rows(services: Services, model, pending: str, func: str, job_id) -> int:
+    conditions = (model.dispatched_at.is_(None), model.status == pending)
+    with services.db.transaction(readonly=True) as session:  # mostly nothing to do: no lock
+        if session.scalar(select(model.id).where(*conditions).limit(1)) is None:
+            return 0
     with services.db.transaction() as session:
-        ids = _claim(session, model, model.dispatched_at.is_(None), model.status == pending)
+        ids = _claim(session, model, *conditions)
         services.jobs.enqueue_many(func, [(job_id(i), (i,)) for i in ids])
     return len(ids)
 
@@ -70,10 +74,13 @@ def dispatch_timers(services: Services) -> int:
     """Schedules the timers of tasks whose generation moved on; returns how many tasks."""
     from bot.timers import schedule_task_timers, settle_pauses  # timers import dispatch
 
+    stale = or_(
+        Task.scheduled_generation.is_(None), Task.scheduled_generation != Task.timer_generation
+    )
+    with services.db.transaction(readonly=True) as session:  # mostly nothing to do: no lock
+        if session.scalar(select(Task.id).where(stale).limit(1)) is None:
+            return 0
     with services.db.transaction() as session:
-        stale = or_(
-            Task.scheduled_generation.is_(None), Task.scheduled_generation != Task.timer_generation
-        )
         ids = list(session.scalars(select(Task.id).where(stale).order_by(Task.id).limit(BATCH)))
         if not ids:
             return 0

@@ -78,7 +78,7 @@ def redrive_outbox(services: Services, *, now: datetime) -> list[int]:
 
 
 def _redrive(services: Services, model, pending: str, func: str, job_id, *, now) -> list[int]:
-    with services.db.transaction() as session:
+    with services.db.transaction(readonly=True) as session:
         ids = session.scalars(
             select(model.id).where(model.status == pending, model.dispatched_at < now - GRACE)
         ).all()

@@ -239,13 +239,13 @@ class Player:
         query = select(func.count(TaskEvent.id)).where(TaskEvent.actor == f"agent:{agent_id}")
         if session is not None:
             return session.scalar(query)
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             return s.scalar(query)
 
     def _wait(self, probe, what: str, *, timeout: float = 15, fail: bool = True):
         deadline = time.monotonic() + timeout
         while True:
-            with self.db.transaction() as session:
+            with self.db.transaction(readonly=True) as session:
                 result = probe(session)
             if result:
                 return result

@@ -43,8 +43,12 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 def _begin_immediate(connection) -> None:
     # SQLite has one writer: taking the write lock up front avoids the deadlock that a
-    # read-then-write transaction meets when another connection wrote in between.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # read-then-write transaction meets when another connection wrote in between. Reads
+    # (`transaction(readonly=True)`) begin deferred so that they never wait for writers.
+    if connection.get_execution_options().get("readonly"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -54,14 +58,18 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(readonly=True), expire_on_commit=False
+        )
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
         """A session committed when the block ends, rolled back when it raises.
 
-        Raises ConcurrentUpdate when another transaction changed a task in between.
+        `readonly` sessions only read (on SQLite they do not take the write lock). Raises
+        ConcurrentUpdate when another transaction changed a task in between.
         """
-        session = self._sessions()
+        session = (self._readers if readonly else self._sessions)()
         try:
             yield session
             session.commit()
