@@ -9,7 +9,7 @@ from telegram.error import TelegramError
 from bot.cli_support import load_settings
 from bot.settings import Settings
 from bot.webhooks.telegram import PATH
-from notifiers.telegram import DEFAULT_API_BASE_URL
+from notifiers.telegram import bot_api_url
 from notifiers.verbs import VERBS
 
 telegram_app = typer.Typer(help="Telegram bot set-up.")
@@ -33,7 +33,7 @@ def set_webhook(
 
 
 async def _register(settings: Settings, url: str, *, drop_pending: bool) -> None:
-    base = (settings.telegram_api_base_url or DEFAULT_API_BASE_URL).rstrip("/") + "/bot"
+    base = bot_api_url(settings.telegram_api_base_url)
     async with Bot(settings.telegram_bot_token or "", base_url=base) as bot:
         await bot.set_webhook(url=url, secret_token=settings.telegram_webhook_secret,
                               allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending)

@@ -21,9 +21,7 @@ from bot.settings import Settings
 from bot.whatsapp import OutsideWindow, send_customer_message
 from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification, NotificationKind
-from notifiers.slack import DEFAULT_API_BASE_URL as SLACK_API
 from notifiers.slack import SlackSender, render_slack
-from notifiers.telegram import DEFAULT_API_BASE_URL as TELEGRAM_API
 from notifiers.telegram import TelegramSender, render_telegram
 from store.events import Audit, record_event
 from store.models import OutboxMessage, OutboxStatus, Task
@@ -48,13 +46,9 @@ def channel_senders(settings: Settings) -> dict[str, Any]:
     """The `slack` / `telegram` senders for `Services` (None when a channel is off)."""
     slack = telegram = None
     if settings.slack_enabled:
-        slack = SlackSender(
-            settings.slack_bot_token or "", settings.slack_api_base_url or SLACK_API
-        )
+        slack = SlackSender(settings.slack_bot_token or "", settings.slack_api_base_url)
     if settings.telegram_enabled:
-        telegram = TelegramSender(
-            settings.telegram_bot_token or "", settings.telegram_api_base_url or TELEGRAM_API
-        )
+        telegram = TelegramSender(settings.telegram_bot_token or "", settings.telegram_api_base_url)
     return {"slack": slack, "telegram": telegram}
 
 

@@ -30,11 +30,11 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
-    slack_api_base_url: str | None = None
+    slack_api_base_url: str = "https://slack.com"
 
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None
-    telegram_api_base_url: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
 
     @field_validator("database_url")
     @classmethod

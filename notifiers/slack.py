@@ -14,7 +14,6 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
 
-DEFAULT_API_BASE_URL = "https://slack.com"
 # Button action ids are `opsbot:<verb>:<ref>`; Bolt listens with this pattern.
 ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 
@@ -79,15 +78,20 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" for line in _escape(text).splitlines() or [""])
 
 
+def web_api_url(base_url: str) -> str:
+    """The Web API root under a Slack host (`https://slack.com` → `https://slack.com/api/`)."""
+    return base_url.rstrip("/") + "/api/"
+
+
 @dataclass(frozen=True)
 class SlackSender:
     """Posts and updates cards with the Web API (sync: it runs in the RQ worker)."""
 
     token: str = field(repr=False)  # never in logs
-    base_url: str = DEFAULT_API_BASE_URL
+    base_url: str  # the Slack host, `SLACK_API_BASE_URL`
 
     def client(self) -> WebClient:
-        return WebClient(token=self.token, base_url=self.base_url.rstrip("/") + "/api/")
+        return WebClient(token=self.token, base_url=web_api_url(self.base_url))
 
     def send(self, *, user: str | None, channel: str | None, card: dict) -> tuple[str, str]:
         """Posts `card` to the user's DM (or to `channel`); returns (channel id, message ts).

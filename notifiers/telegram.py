@@ -19,7 +19,6 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
 
-DEFAULT_API_BASE_URL = "https://api.telegram.org"
 CALLBACK_DATA = re.compile(r"^(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 MAX_CALLBACK_BYTES = 64
 MAX_TEXT = 4096
@@ -58,15 +57,20 @@ def render_telegram(notification: Notification) -> dict[str, Any]:
             "reply_markup": markup}
 
 
+def bot_api_url(base_url: str, kind: str = "bot") -> str:
+    """The root python-telegram-bot appends the token to (`kind` "file" for downloads)."""
+    return f"{base_url.rstrip('/')}/{'file/bot' if kind == 'file' else 'bot'}"
+
+
 @dataclass(frozen=True)
 class TelegramSender:
     """Sends and edits cards with the Bot API (sync wrapper: it runs in the RQ worker)."""
 
     token: str = field(repr=False)  # never in logs
-    base_url: str = DEFAULT_API_BASE_URL
+    base_url: str  # the Bot API host, `TELEGRAM_API_BASE_URL`
 
     def bot(self) -> Bot:
-        return Bot(self.token, base_url=self.base_url.rstrip("/") + "/bot")
+        return Bot(self.token, base_url=bot_api_url(self.base_url))
 
     def send(self, *, chat_id: int | str, card: dict) -> tuple[str, str]:
         """Sends `card` to `chat_id`; returns (chat id, message id).

@@ -22,7 +22,7 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.webhooks.agents import dispatch_after, run_agent_command
 from notifiers.commands import CommandRequest
-from notifiers.slack import DEFAULT_API_BASE_URL, parse_action_id
+from notifiers.slack import parse_action_id, web_api_url
 
 PATH = "/slack/events"
 COMMAND = "/ops"
@@ -58,10 +58,10 @@ def build_router(settings: Settings) -> APIRouter:
 
 def build_bolt_app(settings: Settings, holder: _Holder) -> AsyncApp:
     """The Bolt app: its Web API client points at `SLACK_API_BASE_URL` when set."""
-    base = (settings.slack_api_base_url or DEFAULT_API_BASE_URL).rstrip("/") + "/api/"
     bolt = AsyncApp(  # the client carries the bot token
         signing_secret=settings.slack_signing_secret,
-        client=AsyncWebClient(token=settings.slack_bot_token, base_url=base),
+        client=AsyncWebClient(token=settings.slack_bot_token,
+                              base_url=web_api_url(settings.slack_api_base_url)),
     )
     for register in (_listen_to_commands, _listen_to_buttons, _listen_to_direct_messages):
         register(bolt, holder)

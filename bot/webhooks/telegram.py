@@ -19,7 +19,7 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.webhooks.agents import dispatch_after, run_agent_command
 from notifiers.commands import CommandRequest, CommandResult
-from notifiers.telegram import DEFAULT_API_BASE_URL, parse_callback_data
+from notifiers.telegram import bot_api_url, parse_callback_data
 
 PATH = "/telegram/webhook"
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
@@ -35,12 +35,11 @@ def build_router() -> APIRouter:
 
 def build_application(settings: Settings) -> Application:
     """The bot Application (no updater: updates come from the webhook route)."""
-    base = (settings.telegram_api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
     application = (
         Application.builder()
         .token(settings.telegram_bot_token or "")
-        .base_url(base + "/bot")
-        .base_file_url(base + "/file/bot")
+        .base_url(bot_api_url(settings.telegram_api_base_url))
+        .base_file_url(bot_api_url(settings.telegram_api_base_url, "file"))
         .updater(None)
         .build()
     )
