@@ -35,6 +35,8 @@ from pathlib import Path
 
 import httpx
 
+from sandbox.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-app-secret"
 PHONE_ID = "1000000001"
@@ -145,16 +147,8 @@ def _env(database: Path, redis_url: str, graph_url: str) -> dict[str, str]:
             "PYTHONPATH": str(ROOT)}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(env: dict[str, str], *, intake_only: bool) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     code = SERVER.format(port=port, intake_only=intake_only)
     process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
     deadline = time.monotonic() + 30

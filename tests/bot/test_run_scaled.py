@@ -4,7 +4,6 @@ notification or reminder may be duplicated."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sandbox.slack import FakeSlack
+from sandbox.stack import free_port
 from store.events import Audit
 from store.models import EventStatus, InboundEvent, Message, OutboxMessage, OutboxStatus, Task
 from store.models import TaskEvent as Event
@@ -33,12 +33,6 @@ rules:
 """
 )
 CUSTOMERS = ("34600000001", "34600000002", "34600000003")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Webhook → dispatch → RQ worker → task + acknowledgement at the fake Graph API."""
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -14,6 +13,7 @@ from bot.dispatch import dispatch_pending
 from bot.jobs import QUEUE_NAME, Jobs
 from bot.runtime import install_services
 from bot.sweeper import sweep
+from sandbox.stack import free_port
 from store.models import EventStatus, InboundEvent, Message, OutboxMessage, Task
 from tests.bot.whatsapp_kit import TEXT, make_settings, message_body, post, running_app
 from tests.fakes import FakeGraph
@@ -64,10 +64,7 @@ def test_five_concurrent_deliveries_make_one_task_and_one_message_to_the_custome
 
 
 def _dead_redis_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
 def test_messages_arriving_while_redis_is_down_are_all_processed_once_it_is_back(services):
