@@ -8,14 +8,13 @@ from bot.cli import app
 from bot.webhooks.whatsapp import event_rows
 from store.db import Database
 from store.inbound import insert_events
-from tests.bot.whatsapp_kit import private_redis
 
 runner = CliRunner()
 
 
 def test_a_failed_event_is_listed_and_can_be_retried(monkeypatch, database_url, redis_url):
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", private_redis(redis_url))
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.delenv("WHATSAPP_TOKEN", raising=False)
     database = Database(database_url)
     with database.transaction() as session:

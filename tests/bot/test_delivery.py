@@ -12,7 +12,7 @@ from notifiers.dispatch import queue_card_updates, queue_notification
 from sandbox import FakeSlack, FakeTelegram
 from store.events import Audit
 from store.models import OutboxMessage, OutboxStatus, TaskEvent
-from tests.notifiers.fixtures import make_services, make_settings, private_redis_url
+from tests.notifiers.fixtures import make_services, make_settings
 from tests.notifiers.helpers import NOW, make_task
 
 
@@ -23,8 +23,7 @@ def fakes():
 
 
 @pytest.fixture
-def services(fakes, db, tmp_path):
-    redis_url = private_redis_url()
+def services(fakes, db, redis_url, tmp_path):
     slack, telegram = fakes
     settings = make_settings(
         tmp_path, database_url=db.url, redis_url=redis_url, slack=slack, telegram=telegram

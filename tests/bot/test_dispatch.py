@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from redis import Redis
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -12,13 +11,7 @@ from bot.dispatch import dispatch_pending, outbox_job_id
 from bot.jobs import Jobs
 from bot.worker import make_worker
 from store.models import OutboxMessage, Task
-from tests.bot.workers_support import make_services, new_task, private_redis, write_rules
-
-
-@pytest.fixture
-def redis_url(redis_url):
-    """A Redis database of these tests' own (see workers_support.private_redis)."""
-    return private_redis(redis_url)
+from tests.bot.workers_support import make_services, new_task, write_rules
 
 
 def test_dispatch_enqueues_each_row_and_timer_once(database_url, redis_url, tmp_path):

@@ -20,7 +20,7 @@ from store.events import Audit
 from store.models import EventStatus, InboundEvent, Message, OutboxMessage, OutboxStatus, Task
 from store.models import TaskEvent as Event
 from tests.bot.whatsapp_kit import APP_SECRET, PHONE_ID, VERIFY_TOKEN, message_body, post
-from tests.bot.workers_support import RULES, private_redis, write_rules
+from tests.bot.workers_support import RULES, write_rules
 from tests.fakes import FakeGraph
 
 SCALED_RULES = (
@@ -79,7 +79,7 @@ def test_two_webs_and_two_workers_do_everything_once(database_url, redis_url, tm
 
     with FakeGraph(token="TEST-TOKEN") as graph, FakeSlack() as slack:
         env = {
-            "DATABASE_URL": database_url, "REDIS_URL": private_redis(redis_url),
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url,
             "RULES_PATH": str(write_rules(tmp_path, SCALED_RULES)),
             "WHATSAPP_TOKEN": "TEST-TOKEN", "WHATSAPP_APP_SECRET": APP_SECRET,
             "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN, "WHATSAPP_PHONE_ID": PHONE_ID,

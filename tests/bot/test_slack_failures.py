@@ -4,11 +4,11 @@ import asyncio
 
 from bot.webhooks import agents
 from notifiers.commands import CommandRequest
-from tests.notifiers.fixtures import make_services, make_settings, private_redis_url
+from tests.notifiers.fixtures import make_services, make_settings
 
 
-def test_a_crash_becomes_a_polite_answer_and_is_not_recorded(db, tmp_path, monkeypatch):
-    settings = make_settings(tmp_path, database_url=db.url, redis_url=private_redis_url())
+def test_a_crash_becomes_a_polite_answer_and_is_not_recorded(db, redis_url, tmp_path, monkeypatch):
+    settings = make_settings(tmp_path, database_url=db.url, redis_url=redis_url)
     services = make_services(settings, db)
 
     def crash(*args, **kwargs):

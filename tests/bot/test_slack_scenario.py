@@ -6,13 +6,12 @@ import pytest
 
 from sandbox.inbound import slack_button, slack_command
 from store.models import TaskStatus
-from tests.notifiers.fixtures import private_redis_url
 from tests.notifiers.world import running_world
 
 
 @pytest.fixture
-def world(db, tmp_path):
-    with running_world(db, private_redis_url(), tmp_path) as built:
+def world(db, redis_url, tmp_path):
+    with running_world(db, redis_url, tmp_path) as built:
         yield built
 
 

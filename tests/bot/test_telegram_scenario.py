@@ -6,7 +6,6 @@ import pytest
 
 from sandbox.inbound import telegram_callback, telegram_command
 from store.models import TaskStatus
-from tests.notifiers.fixtures import private_redis_url
 from tests.notifiers.world import running_world
 
 TINA, MARTA = 444, 333
@@ -14,8 +13,8 @@ _updates = itertools.count(1000)
 
 
 @pytest.fixture
-def world(db, tmp_path):
-    with running_world(db, private_redis_url(), tmp_path) as built:
+def world(db, redis_url, tmp_path):
+    with running_world(db, redis_url, tmp_path) as built:
         yield built
 
 

@@ -16,18 +16,10 @@ from tests.bot.workers_support import (
     make_services,
     move,
     new_task,
-    private_redis,
     task_of,
     work_until,
     write_rules,
 )
-
-
-@pytest.fixture
-def redis_url(redis_url):
-    """A Redis database of these tests' own (see workers_support.private_redis)."""
-    return private_redis(redis_url)
-
 
 T0 = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
 

