@@ -7,12 +7,11 @@ from typing import Annotated
 import typer
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from sqlalchemy import select, update
 
 from bot.bootstrap import build_services, open_database
 from bot.cli_support import JsonFlag, load_settings, print_json
 from bot.settings import ConfigError
-from store.models import EventStatus, InboundEvent
+from store.inbound import list_failed_events, retry_events
 
 events_app = typer.Typer(help="Raw inbound events that could not be processed.")
 jobs_app = typer.Typer(help="Background jobs that failed.")
@@ -96,15 +95,12 @@ def worker(
 def events_failed(as_json: JsonFlag = False) -> None:
     """Inbound events that failed processing, with the reason."""
     database = open_database(load_settings(), migrate=False)
-    with database.transaction() as session:
+    with database.transaction(readonly=True) as session:
         rows = [
             {"id": e.id, "provider": e.provider, "provider_event_id": e.provider_event_id,
              "kind": e.kind, "received_at": e.received_at, "attempts": e.attempts,
              "error": e.error}
-            for e in session.scalars(
-                select(InboundEvent).where(InboundEvent.status == EventStatus.FAILED)
-                .order_by(InboundEvent.id)
-            )
+            for e in list_failed_events(session)
         ]  # fmt: skip
     if as_json:
         print_json(rows)
@@ -130,13 +126,8 @@ def events_retry(
     from bot.dispatch import dispatch_pending
 
     services = _services()
-    query = update(InboundEvent).where(InboundEvent.status == EventStatus.FAILED)
-    if event_id is not None:
-        query = query.where(InboundEvent.id == event_id)
     with services.db.transaction() as session:
-        count = session.execute(
-            query.values(status=EventStatus.PENDING, attempts=0, dispatched_at=None)
-        ).rowcount
+        count = len(retry_events(session, event_ids=None if all_ else [event_id]))
     dispatch_pending(services)
     services.close()
     typer.echo(f"{count} event(s) queued again")

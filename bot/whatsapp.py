@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from bot.graph_transport import pywa_http_client
 from bot.services import Services
 from bot.settings import Settings
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
-from sandbox.transport import pywa_http_client
 from store.models import Contact, Message, OutboxMessage
 from store.types import utcnow
 

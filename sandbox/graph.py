@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from pywa import WhatsApp
 
+from bot.graph_transport import GRAPH_ORIGIN, pywa_async_http_client, pywa_http_client
 from sandbox.server import FakeServer, Recorded, Reply
-from sandbox.transport import GRAPH_ORIGIN, pywa_async_http_client, pywa_http_client
 
 __all__ = ["GRAPH_ORIGIN", "FakeGraph", "Media", "pywa_async_http_client", "pywa_http_client"]
 

@@ -105,23 +105,3 @@ def retry_events(session: Session, *, event_ids: Sequence[int] | None = None) ->
             .values(status=EventStatus.PENDING, attempts=0, dispatched_at=None)
         )
     return ids
-
-
-def undispatched_event_ids(session: Session, *, limit: int = 1000) -> list[int]:
-    """Pending events whose processing job was never enqueued (for the dispatcher)."""
-    query = (
-        select(InboundEvent.id)
-        .where(InboundEvent.status == EventStatus.PENDING, InboundEvent.dispatched_at.is_(None))
-        .order_by(InboundEvent.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
-def mark_events_dispatched(session: Session, *, event_ids: Sequence[int]) -> None:
-    if event_ids:
-        session.execute(
-            update(InboundEvent)
-            .where(InboundEvent.id.in_(list(event_ids)))
-            .values(dispatched_at=utcnow())
-        )

@@ -1,13 +1,11 @@
 """The notification outbox: what must reach an agent or a customer, delivered by workers."""
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Contact, Direction, Message, OutboxMessage, OutboxStatus, Task
-from store.types import utcnow
 
 
 def add_outbox_message(
@@ -41,28 +39,6 @@ def add_outbox_message(
     session.add(message)
     session.flush()
     return message
-
-
-def get_outbox_message(session: Session, *, outbox_id: int) -> OutboxMessage | None:
-    return session.get(OutboxMessage, outbox_id)
-
-
-def pending_outbox_ids(session: Session, *, due_before: datetime | None = None) -> list[int]:
-    """Ids of deliveries still pending (created before `due_before`, when given)."""
-    query = select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.PENDING)
-    if due_before is not None:
-        query = query.where(OutboxMessage.created_at < due_before)
-    return list(session.scalars(query.order_by(OutboxMessage.id)))
-
-
-def mark_outbox_dispatched(session: Session, *, outbox_ids: list[int]) -> None:
-    """Records that jobs were enqueued for these rows (the sweeper looks at the rest)."""
-    if outbox_ids:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(outbox_ids))
-            .values(dispatched_at=utcnow())
-        )
 
 
 def queue_customer_message(

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from sandbox.transport import AsyncOriginRewriteTransport, OriginRewriteTransport
+from bot.graph_transport import AsyncOriginRewriteTransport, OriginRewriteTransport
 
 
 def _seen(request: httpx.Request) -> httpx.Response:
