@@ -123,12 +123,12 @@ def events_retry(
     if (event_id is None) == (not all_):
         typer.echo("opsbot: give an event ID or --all", err=True)
         raise typer.Exit(2)
-    from bot.dispatch import dispatch_pending
+    from bot.dispatch import request_drain
 
     services = _services()
     with services.db.transaction() as session:
         count = len(retry_events(session, event_ids=None if all_ else [event_id]))
-    dispatch_pending(services)
+    request_drain(services)
     services.close()
     typer.echo(f"{count} event(s) queued again")
     if event_id is not None and not count:

@@ -1,10 +1,11 @@
 """Delivering outbox rows: agent cards on Slack/Telegram, customer messages on WhatsApp.
 
-`deliver_job(outbox_id)` is the RQ entry point. A row already sent is left alone. Errors worth
-retrying are retried a few times in the job (short back-off, 429 Retry-After waited out), then
-by RQ's `Retry` (the job raises); after `MAX_RUNS` failed runs, or at once for a permanent
-refusal, an agent notification falls back to the agent's other channel, else it is marked
-failed with a `delivery_failed` audit event.
+A drain calls `deliver_pending`: it claims a batch of rows and sends each once. A row whose
+send fails is handed to its own RQ job, `deliver_job(outbox_id)`: errors worth retrying are
+retried a few times in the job (short back-off, 429 Retry-After waited out), then by RQ's
+`Retry` (the job raises); after `MAX_RUNS` failed runs, or at once for a permanent refusal,
+an agent notification falls back to the agent's other channel, else it is marked failed with
+a `delivery_failed` audit event. A row already sent is left alone.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import logging
 import time
 from datetime import timedelta
 from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
 
 from bot.jobs import make_job_id
 from bot.runtime import current_services
@@ -23,6 +27,7 @@ from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDel
 from notifiers.notifications import Notification, NotificationKind
 from notifiers.slack import SlackSender, render_slack
 from notifiers.telegram import TelegramSender, render_telegram
+from store.claims import claim_pending, hand_over
 from store.events import Audit, record_event
 from store.models import OutboxMessage, OutboxStatus, Task
 from store.types import utcnow
@@ -52,6 +57,55 @@ def channel_senders(settings: Settings) -> dict[str, Any]:
     return {"slack": slack, "telegram": telegram}
 
 
+def outbox_job_id(outbox_id: int) -> str:
+    return make_job_id("outbox", outbox_id)
+
+
+def deliver_pending(services: Services, *, owner: str, limit: int) -> int:
+    """Claims up to `limit` free outbox rows for `owner` (a job id) and sends each once;
+    a row whose send fails goes to its own `deliver_job`. Returns how many were claimed."""
+    with services.db.transaction() as session:
+        ids = claim_pending(session, OutboxMessage, owner=owner, limit=limit, now=utcnow())
+        rows = list(session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+        )) if ids else []
+    sent: dict[int, dict[str, Any]] = {}
+    failed = []
+    for row in rows:
+        if row.kind == NotificationKind.CARD_UPDATE and row.payload.get("card_id") in sent:
+            _record_sent(services, list(sent.values()))  # the update needs the card's ids
+            sent.clear()
+        try:
+            chat_id, message_id = _send_once(services, row)
+        except Exception as exc:  # the row's own job retries, waits or falls back
+            log.info("outbox %s: %s; handing it to its own job", row.id, exc)
+            failed.append(row.id)
+            continue
+        sent[row.id] = _sent_values(row, chat_id=chat_id, message_id=message_id)
+    _record_sent(services, list(sent.values()), failed=failed)
+    for row_id in failed:
+        _enqueue(services, row_id, job_id=outbox_job_id(row_id))
+    return len(rows)
+
+
+def _record_sent(services: Services, sent: list[dict[str, Any]], *,
+                 failed: list[int] = ()) -> None:
+    """Marks rows sent (`_sent_values`) and hands the `failed` ones to their own jobs."""
+    with services.db.transaction() as session:
+        if sent:
+            session.execute(update(OutboxMessage), sent)
+        for row_id in failed:
+            hand_over(session, OutboxMessage, [row_id], owner=outbox_job_id(row_id),
+                      now=utcnow())
+
+
+def _enqueue(services: Services, outbox_id: int, *, job_id: str, at=None) -> None:
+    try:
+        services.jobs.enqueue(DELIVER, outbox_id, job_id=job_id, at=at)
+    except (RedisError, OSError) as exc:  # the sweeper frees the row once its job is gone
+        log.warning("outbox %s: cannot enqueue its job (%s)", outbox_id, exc)
+
+
 def deliver_job(outbox_id: int) -> None:
     """RQ entry point: delivers one outbox row (see the module docstring)."""
     outcome = deliver_outbox(current_services(), outbox_id)
@@ -70,7 +124,9 @@ def deliver_outbox(services: Services, outbox_id: int) -> str:
     except _Reschedule as wait:
         at = utcnow() + timedelta(seconds=wait.seconds)
         job_id = make_job_id("outbox", outbox_id, "at", int(at.timestamp()))
-        services.jobs.enqueue(DELIVER, outbox_id, job_id=job_id, at=at)
+        with services.db.transaction() as session:
+            hand_over(session, OutboxMessage, [outbox_id], owner=job_id, now=utcnow())
+        _enqueue(services, outbox_id, job_id=job_id, at=at)
         return "rescheduled"
     except TransientDeliveryError as exc:
         if _count_failed_run(services, outbox_id, exc) < MAX_RUNS:
@@ -128,7 +184,7 @@ def _whatsapp(services: Services, row: OutboxMessage) -> str:
 
 
 def _update_card(services: Services, row: OutboxMessage) -> tuple[str | None, str | None]:
-    with services.db.transaction() as session:
+    with services.db.transaction(readonly=True) as session:
         card = session.get(OutboxMessage, row.payload["card_id"])
     if card is None or not card.provider_message_id or not card.provider_chat_id:
         raise PermanentDeliveryError("the card to update was never delivered")
@@ -157,10 +213,18 @@ def _telegram(services: Services) -> TelegramSender:
 def _mark_sent(services: Services, outbox_id: int, *, chat_id, message_id) -> None:
     with services.db.transaction() as session:
         row = session.get(OutboxMessage, outbox_id)
-        row.status, row.sent_at, row.last_error = OutboxStatus.SENT, utcnow(), None
-        row.attempts += 1
-        row.provider_chat_id = str(chat_id) if chat_id is not None else None
-        row.provider_message_id = str(message_id) if message_id is not None else None
+        values = _sent_values(row, chat_id=chat_id, message_id=message_id)
+        session.execute(update(OutboxMessage), [values])
+
+
+def _sent_values(row: OutboxMessage, *, chat_id, message_id) -> dict[str, Any]:
+    """The columns of a sent row (for an UPDATE by primary key)."""
+    return {
+        "id": row.id, "status": OutboxStatus.SENT, "sent_at": utcnow(), "last_error": None,
+        "attempts": row.attempts + 1,
+        "provider_chat_id": str(chat_id) if chat_id is not None else None,
+        "provider_message_id": str(message_id) if message_id is not None else None,
+    }
 
 
 def _count_failed_run(services: Services, outbox_id: int, error: Exception) -> int:

@@ -72,11 +72,11 @@ def queue_digest(session, config: RulesConfig, agent_id: str, day: str):
 
 def digest_job(agent_id: str, day: str) -> str:
     """RQ entry point: sends one agent's digest for `day`."""
-    from bot.dispatch import dispatch_pending
+    from bot.dispatch import request_drain
     from bot.runtime import current_services
 
     services = current_services()
     with services.db.transaction() as session:
         row = queue_digest(session, services.rules.current, agent_id, day)
-    dispatch_pending(services)
+    request_drain(services)
     return "queued" if row is not None else "already sent or no channel"

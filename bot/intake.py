@@ -27,7 +27,7 @@ class IntakeWriter:
     """
 
     def __init__(self, db: Database, *, after_commit: Callable[[], None] | None = None,
-                 max_batch: int = 2000, after_commit_every: float = 0.05) -> None:
+                 max_batch: int = 2000, after_commit_every: float = 0.0) -> None:
         self.db = db
         self.after_commit = after_commit
         self.after_commit_every = after_commit_every

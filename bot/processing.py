@@ -1,96 +1,159 @@
-"""Processing stored inbound events: the use case that turns a customer message into work.
+"""Processing stored inbound events: the use case that turns customer messages into work.
 
-`process_event_job` is the RQ entry point; `process_event` does the work for `services`.
-Everything one message changes (contact, message, task, audit, outbox, the event's own
-status) is committed in ONE transaction, so a re-run after a crash is a no-op or a redo.
+A drain calls `process_pending`: it takes a batch of pending events and applies them in ONE
+transaction, a savepoint per event, in each customer's WhatsApp timestamp order. Everything a
+message changes (contact, message, task, audit, outbox, the event's own status) commits
+together, so a crash loses nothing and a re-run is a no-op or a redo. An event that fails is
+counted and handed to its own retry job (`process_event_job`) after a growing delay; after
+`MAX_ATTEMPTS` failures, or at once when its payload cannot be read, it is FAILED and listed
+by `opsbot events failed`.
 """
 
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from bot.customer_messages import apply_message, apply_status_update
 from bot.inbound import read_message, read_status
+from bot.jobs import make_job_id
 from bot.payloads import PayloadError
 from bot.services import Services
+from store.claims import hand_over
 from store.errors import ConcurrentUpdate
-from store.inbound import earlier_pending_event_ids, get_event, mark_processed, record_failure
+from store.inbound import (
+    earlier_pending_events,
+    get_event,
+    lock_free_events,
+    mark_processed,
+    note_failure,
+)
 from store.models import EventStatus, InboundEvent
 from store.types import utcnow
 
 log = logging.getLogger(__name__)
 
+PROCESS_EVENT = "bot.processing.process_event_job"
 CONFLICT_RETRIES = 3
+RETRY_DELAYS = (2, 10, 30, 120, 600)  # seconds before the retry that follows failure n
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+Select = Callable[[Session], list[InboundEvent]]
 
 
 class RetryLater(Exception):
     """The event cannot be applied yet (e.g. a status for a send not yet recorded)."""
 
 
+def process_pending(services: Services, *, limit: int, now: datetime | None = None) -> int:
+    """Applies up to `limit` pending events that no job holds; returns how many it took."""
+    return len(_process(services, lambda session: lock_free_events(session, limit=limit), now))
+
+
+def process_event(services: Services, event_id: int, *, now: datetime | None = None) -> str:
+    """Applies one event (after the same customer's earlier pending messages). Returns what
+    happened: "created", "threaded", "duplicate", "status", "failed", "retrying",
+    "already processed", "missing"…"""
+
+    def select_one(session: Session) -> list[InboundEvent]:
+        event = get_event(session, event_id=event_id, for_update=True)
+        return [event] if event is not None else []
+
+    return _process(services, select_one, now).get(event_id, "missing")
+
+
 def process_event_job(event_id: int) -> str:
-    """RQ entry point: processes one stored event, then dispatches what it queued."""
-    from bot.dispatch import dispatch_pending
+    """RQ entry point of an event's retry: applies it, then asks for a drain of what it
+    queued (notifications, replies, timers)."""
+    from bot.dispatch import request_drain
     from bot.runtime import current_services
 
     services = current_services()
     outcome = process_event(services, event_id)
-    dispatch_pending(services)
+    request_drain(services)
     return outcome
 
 
-def process_event(services: Services, event_id: int, *, now: datetime | None = None) -> str:
-    """Processes the event after the same customer's earlier pending messages (WhatsApp
-    timestamp order). Returns the outcome ("created", "threaded", "duplicate", "failed",
-    "already processed", …). Raises for transient trouble, so that the job is retried."""
+def _process(services: Services, select: Select, now: datetime | None) -> dict[int, str]:
+    """Applies the selected events in one transaction; returns the outcome of each of them
+    (and of the earlier messages applied first)."""
+    now = now or utcnow()
+    outcomes: dict[int, str] = {}
+    retries: list[InboundEvent] = []
     with services.db.transaction() as session:
-        event = get_event(session, event_id=event_id)
-        earlier = earlier_pending_event_ids(session, event=event) if event else []
-    for earlier_id in earlier:
-        _process_one(services, earlier_id, now)
-    return _process_one(services, event_id, now)
+        taken = select(session)
+        events = taken + earlier_pending_events(session, events=taken)
+        for event in sorted(events, key=_customer_order):
+            outcomes[event.id] = _process_one(session, services, event, now, retries)
+        for event in retries:
+            hand_over(session, InboundEvent, [event.id], owner=_retry_job_id(event), now=now)
+    for event in retries:
+        _schedule_retry(services, event, now)
+    return outcomes
 
 
-def _process_one(services: Services, event_id: int, now: datetime | None) -> str:
-    # A task changed by an agent (or a timer) at the same moment, or a PostgreSQL deadlock
-    # with another writer of the same task: redo the whole transaction.
-    for _ in range(CONFLICT_RETRIES):
+def _customer_order(event: InboundEvent) -> tuple[datetime, int]:
+    return event.occurred_at or event.received_at, event.id
+
+
+def _process_one(session: Session, services: Services, event: InboundEvent, now: datetime,
+                 retries: list[InboundEvent]) -> str:
+    if event.status != EventStatus.PENDING:
+        return f"already {event.status}"
+    conflicts = 0
+    while True:
         try:
-            return _process_once(services, event_id, now)
-        except (ConcurrentUpdate, OperationalError) as exc:
-            if not _is_conflict(exc):
-                raise
-            log.info("inbound event %s met a concurrent update (%s); redoing it", event_id,
+            with session.begin_nested():
+                return _apply(session, services, event, now)
+        except PayloadError as exc:
+            session.info.clear()  # per-transaction caches may hold what was rolled back
+            note_failure(event, reason=f"cannot read the payload: {exc}", final=True)
+            log.error("inbound event %s failed for good: %s", event.id, event.error)
+            return "failed"
+        except Exception as exc:
+            session.info.clear()
+            if not _is_conflict(exc) or conflicts == CONFLICT_RETRIES:
+                return _failed(event, exc, retries)
+            # A task changed by an agent or a timer at the same moment, or a PostgreSQL
+            # deadlock with another writer of the same task: redo this event.
+            conflicts += 1
+            log.info("inbound event %s met a concurrent update (%s); redoing it", event.id,
                      exc.__class__.__name__)
-    return _process_once(services, event_id, now)
+
+
+def _failed(event: InboundEvent, exc: Exception, retries: list[InboundEvent]) -> str:
+    if note_failure(event, reason=f"{exc.__class__.__name__}: {exc}"):
+        log.error("inbound event %s failed for good: %s", event.id, event.error)
+        return "failed"
+    level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
+    log.log(level, "inbound event %s: %s (will retry)", event.id, event.error,
+            exc_info=not isinstance(exc, RetryLater))
+    retries.append(event)
+    return "retrying"
 
 
 def _is_conflict(exc: Exception) -> bool:
-    if isinstance(exc, ConcurrentUpdate):
+    if isinstance(exc, (ConcurrentUpdate, StaleDataError)):
         return True
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _RETRYABLE_SQLSTATES
+    return isinstance(exc, OperationalError) and getattr(
+        exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-def _process_once(services: Services, event_id: int, now: datetime | None) -> str:
+def _retry_job_id(event: InboundEvent) -> str:
+    return make_job_id("event", event.id, "retry", event.attempts)
+
+
+def _schedule_retry(services: Services, event: InboundEvent, now: datetime) -> None:
+    delay = RETRY_DELAYS[min(event.attempts, len(RETRY_DELAYS)) - 1]
     try:
-        with services.db.transaction() as session:
-            event = get_event(session, event_id=event_id, for_update=True)
-            if event is None:
-                return "missing"
-            if event.status != EventStatus.PENDING:
-                return f"already {event.status}"
-            return _apply(session, services, event, now or utcnow())
-    except PayloadError as exc:
-        _fail(services, event_id, f"cannot read the payload: {exc}", final=True)
-        return "failed"
-    except (ConcurrentUpdate, OperationalError) as exc:
-        if not _is_conflict(exc):
-            _fail(services, event_id, f"{exc.__class__.__name__}: {exc}", final=False)
-        raise
-    except Exception as exc:
-        _fail(services, event_id, f"{exc.__class__.__name__}: {exc}", final=False)
-        raise
+        services.jobs.enqueue(PROCESS_EVENT, event.id, job_id=_retry_job_id(event),
+                              at=now + timedelta(seconds=delay))
+    except (RedisError, OSError) as exc:  # the sweeper frees the event once its job is gone
+        log.warning("inbound event %s: cannot schedule its retry (%s)", event.id, exc)
 
 
 def _apply(session, services: Services, event: InboundEvent, now: datetime) -> str:
@@ -109,12 +172,3 @@ def _apply(session, services: Services, event: InboundEvent, now: datetime) -> s
         return "status" if found else "status of an unknown message"
     mark_processed(event, now=now, note="neither a message nor a status: nothing to do")
     return "skipped"
-
-
-def _fail(services: Services, event_id: int, reason: str, *, final: bool) -> None:
-    with services.db.transaction() as session:
-        failed = record_failure(session, event_id=event_id, reason=reason, final=final)
-    if failed:
-        log.error("inbound event %s failed for good: %s", event_id, reason)
-    else:
-        log.warning("inbound event %s: %s (will retry)", event_id, reason)

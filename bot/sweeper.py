@@ -1,7 +1,7 @@
 """The sweeper: re-drives from the database whatever Redis lost or a dead worker dropped.
 
 Workers run `sweep` every few seconds (see `bot.worker`). It is safe to run it in several
-processes at once: every job id is deterministic and every job is idempotent.
+processes at once: claims are only freed when their job is gone, and every job is idempotent.
 """
 
 import logging
@@ -14,18 +14,11 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import select
 
 from bot.digest import schedule_digests
-from bot.dispatch import DELIVER, PROCESS_EVENT, dispatch_pending, event_job_id, outbox_job_id
+from bot.dispatch import has_work, request_drain
 from bot.services import Services
 from bot.timers import restore_missing_timers
-from store.models import (
-    OPEN_STATUSES,
-    EventStatus,
-    InboundEvent,
-    OutboxMessage,
-    OutboxStatus,
-    Task,
-    TaskStatus,
-)
+from store.claims import held_claims, release
+from store.models import OPEN_STATUSES, InboundEvent, OutboxMessage, Task, TaskStatus
 from store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -36,7 +29,7 @@ GRACE = timedelta(seconds=5)
 
 @dataclass
 class SweepReport:
-    events: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)  # freed: their job was gone
     outbox: list[int] = field(default_factory=list)
     timers: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
@@ -47,15 +40,17 @@ class SweepReport:
 
 
 def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
-    """One pass: dispatch what is new, requeue jobs of dead workers, restore lost jobs,
-    and make sure every agent's next daily digest is scheduled."""
+    """One pass: requeue the jobs of dead workers, free the rows of jobs that are gone,
+    restore lost timers, ask for a drain when work waits, and make sure every agent's next
+    daily digest is scheduled."""
     now = now or utcnow()
     report = SweepReport()
     try:
         report.abandoned = requeue_abandoned(services)
-        dispatch_pending(services)
-        report.events = redrive_events(services, now=now)
-        report.outbox = redrive_outbox(services, now=now)
+        report.events = free_orphans(services, InboundEvent, now=now)
+        report.outbox = free_orphans(services, OutboxMessage, now=now)
+        if has_work(services):
+            request_drain(services)
         report.timers = restore_timers(services, now=now)
         schedule_digests(services, now=now)
     except (RedisError, OSError) as exc:
@@ -65,27 +60,18 @@ def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
     return report
 
 
-def redrive_events(services: Services, *, now: datetime) -> list[int]:
-    """Pending events that were dispatched but whose job is gone from Redis."""
-    return _redrive(services, InboundEvent, EventStatus.PENDING, PROCESS_EVENT, event_job_id,
-                    now=now)
-
-
-def redrive_outbox(services: Services, *, now: datetime) -> list[int]:
-    """Pending outbox rows that were dispatched but whose job is gone from Redis."""
-    return _redrive(services, OutboxMessage, OutboxStatus.PENDING, DELIVER, outbox_job_id,
-                    now=now)
-
-
-def _redrive(services: Services, model, pending: str, func: str, job_id, *, now) -> list[int]:
+def free_orphans(services: Services, model, *, now: datetime) -> list[int]:
+    """Frees pending rows claimed (more than GRACE ago) by a job that no longer exists:
+    Redis lost it, or it ended without finishing them. Returns their ids."""
     with services.db.transaction(readonly=True) as session:
-        ids = session.scalars(
-            select(model.id).where(model.status == pending, model.dispatched_at < now - GRACE)
-        ).all()
-    lost = [i for i in ids if not services.jobs.exists(job_id(i))]
-    for row_id in lost:
-        services.jobs.enqueue(func, row_id, job_id=job_id(row_id))
-    return lost
+        held = held_claims(session, model, before=now - GRACE)
+    gone = {owner: ids for owner, ids in held.items()
+            if owner is None or not services.jobs.exists(owner)}
+    if gone:
+        with services.db.transaction() as session:
+            for owner, ids in gone.items():
+                release(session, model, ids, owner=owner)
+    return sorted(i for ids in gone.values() for i in ids)
 
 
 def restore_timers(services: Services, *, now: datetime) -> list[str]:

@@ -1,10 +1,11 @@
 """SLA timers on RQ: reminders, the breach ladder and unaccepted offers.
 
-`dispatch_pending` calls `schedule_task_timers` whenever a task's `timer_generation` moved on
-(every `transition_task` bumps it). Each timer is an RQ job scheduled with `enqueue_at`
-under a deterministic id `timer-<task>-<kind>-<generation>`; when it fires it re-reads the
-task and does nothing unless the task is still in that generation and the timer still
-applies. Notifications carry a dedupe key per task/kind/instant, so re-runs are harmless.
+Drains (`bot.dispatch`) call `schedule_timers` for the tasks whose `timer_generation` moved
+on (every `transition_task` bumps it). Each timer is an RQ scheduled job (`Jobs.schedule_many`,
+a batch of tasks at once) under a deterministic id `timer-<task>-<kind>-<generation>`; when
+it fires it re-reads the task and does nothing unless the task is still in that generation
+and the timer still applies. Notifications carry a dedupe key per task/kind/instant, so
+re-runs are harmless.
 """
 
 from dataclasses import dataclass
@@ -93,65 +94,83 @@ def percent_instant(
     return add_business_time(config, start, total * percent / 100)
 
 
-def schedule_task_timers(services: Services, task: Task, *, now: datetime) -> list[str]:
-    """Schedules the timers of `task`'s current generation and cancels the earlier ones.
-
-    Returns the job ids now in the schedule; an id already alive in Redis is kept as is.
-    """
-    timers = plan_timers(services.rules.current, task, now=now)
-    ids = [_enqueue(services, task, timer) for timer in timers]
-    key = _REGISTRY.format(task.id)
-    for old in services.redis.smembers(key):
-        old_id = old.decode()
-        if old_id not in ids:
-            _cancel(services, old_id)
+def schedule_timers(
+    services: Services, tasks: list[Task], *, now: datetime
+) -> dict[int, list[str]]:
+    """Schedules the timers of each task's current generation (an id already alive in Redis
+    is kept as is) and cancels the earlier ones, in three Redis round trips for the batch:
+    the registered ids (SMEMBERS), the jobs' statuses, then one pipeline that schedules, cancels
+    and rewrites each task's registry. Returns each task's job ids now in the schedule."""
+    config = services.rules.current
+    plans = {task.id: _planned(task, plan_timers(config, task, now=now)) for task in tasks}
+    cancel = _earlier_timers(services, plans)
     with services.redis.pipeline() as pipe:
-        pipe.delete(key)
-        if ids:
-            pipe.sadd(key, *ids)
+        calls = [call for plan in plans.values() for call in plan.values()]
+        _schedule(services, calls, cancel, pipe)
+        for task_id, plan in plans.items():
+            pipe.delete(_REGISTRY.format(task_id))
+            if plan:
+                pipe.sadd(_REGISTRY.format(task_id), *plan)
         pipe.execute()
-    return ids
+    return {task_id: list(plan) for task_id, plan in plans.items()}
+
+
+def _earlier_timers(services: Services, plans: dict[int, dict]) -> list[str]:
+    """The registered job ids of each task that its plan no longer has."""
+    with services.redis.pipeline(transaction=False) as pipe:
+        for task_id in plans:
+            pipe.smembers(_REGISTRY.format(task_id))
+        registered = pipe.execute()
+    return [
+        job_id
+        for (task_id, plan), members in zip(plans.items(), registered, strict=True)
+        for job_id in sorted(member.decode() for member in members)
+        if job_id not in plan
+    ]
 
 
 def restore_missing_timers(services: Services, tasks: list[Task], *, now: datetime) -> list[str]:
     """Re-enqueues the current generation's timers whose job is gone from Redis (a flush).
 
-    One pipelined EXISTS per planned timer, so that a sweep of many open tasks stays cheap.
+    One pipelined EXISTS per planned timer, then one pipeline that schedules the missing ones
+    (a job that came back meanwhile is kept) and adds them to their task's registry.
     """
     from rq.job import Job
 
     config = services.rules.current
-    planned = [(task, timer) for task in tasks for timer in plan_timers(config, task, now=now)]
+    plans = {task.id: _planned(task, plan_timers(config, task, now=now)) for task in tasks}
+    planned = [(task_id, call) for task_id, plan in plans.items() for call in plan.values()]
     with services.redis.pipeline(transaction=False) as pipe:
-        for task, timer in planned:
-            pipe.exists(Job.key_for(timer_job_id(task.id, timer.kind, task.timer_generation)))
+        for _task_id, (job_id, _args, _at) in planned:
+            pipe.exists(Job.key_for(job_id))
         present = pipe.execute()
-    restored = []
-    for (task, timer), found in zip(planned, present, strict=True):
-        if not found:
-            restored.append(_enqueue(services, task, timer))
-            services.redis.sadd(_REGISTRY.format(task.id), restored[-1])
-    return restored
+    missing = [entry for entry, found in zip(planned, present, strict=True) if not found]
+    with services.redis.pipeline() as pipe:
+        _schedule(services, [call for _task_id, call in missing], [], pipe)
+        for task_id, (job_id, _args, _at) in missing:
+            pipe.sadd(_REGISTRY.format(task_id), job_id)
+        pipe.execute()
+    return [job_id for _task_id, (job_id, _args, _at) in missing]
 
 
-def _cancel(services: Services, job_id: str) -> None:
-    # A timer already running is left alone: it re-reads the task and sees it moved on.
-    from rq.job import Job, JobStatus
+def _planned(task: Task, timers: list[Timer]) -> dict[str, tuple[str, tuple, datetime]]:
+    """Each timer's job id -> the (job_id, args, at) call that schedules it."""
+    calls = {}
+    for timer in timers:
+        job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
+        args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
+        calls[job_id] = (job_id, args, timer.at)
+    return calls
 
-    job = Job.fetch_many([job_id], connection=services.redis)[0]
-    if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
-        job.delete()
 
-
-def _enqueue(services: Services, task: Task, timer: Timer) -> str:
-    job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
-    args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
-    services.jobs.enqueue(FIRE_TIMER, *args, job_id=job_id, at=timer.at)
-    # RQ truncates the schedule score to whole seconds (a timer could fire up to 1 s early);
-    # keep the exact instant: our scheduler (bot.worker) compares it with the exact time.
-    registry = services.jobs.queue.scheduled_job_registry.key
-    services.redis.zadd(registry, {job_id: timer.at.timestamp()}, xx=True)
-    return job_id
+def _schedule(services: Services, calls: list, cancel: list[str], pipe) -> None:
+    services.jobs.schedule_many(FIRE_TIMER, calls, cancel=cancel, pipeline=pipe)
+    if calls:
+        # RQ truncates the schedule score to whole seconds (a timer could fire up to 1 s
+        # early); keep the exact instant: our scheduler (bot.worker) compares it with the
+        # exact time. XX: a kept job that already left the schedule is not put back.
+        registry = services.jobs.queue.scheduled_job_registry.key
+        pipe.zadd(registry, {job_id: at.timestamp() for job_id, _args, at in calls}, xx=True)
 
 
 def push_due_times(
@@ -176,8 +195,8 @@ def push_due_times(
 
 
 def settle_pauses(session: Session, config: RulesConfig, task: Task) -> list[timedelta]:
-    """The SLA clock stops while the task waits on the customer. Called by `dispatch_pending`
-    before it schedules a task's timers: for every wait that has ended (a transition out of
+    """The SLA clock stops while the task waits on the customer. Called by drains
+    before they schedule a task's timers: for every wait that has ended (a transition out of
     waiting_customer) and is not settled yet, push the due times by the pause and write a
     `sla_resumed` audit event (details: wait_event, paused_seconds), so it is done once,
     whichever path (customer message, agent command, close) ended the wait."""
@@ -214,7 +233,7 @@ def settle_pauses(session: Session, config: RulesConfig, task: Task) -> list[tim
 
 def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
     """The RQ entry point of every timer; returns what it did (shown in the job result)."""
-    from bot.dispatch import dispatch_pending
+    from bot.dispatch import request_drain
     from bot.runtime import current_services
 
     services = current_services()
@@ -225,7 +244,7 @@ def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
         outcome = _moved_on(config, task, kind, generation, at_iso, now=now)
         if outcome is None:
             outcome = handle_timer(session, config, task, kind, at_iso, now=now)
-    dispatch_pending(services)
+    request_drain(services)
     return outcome
 
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.models import EventStatus, InboundEvent
@@ -37,25 +37,38 @@ def get_event(session: Session, *, event_id: int, for_update: bool = False) -> I
     return session.scalars(query).first()
 
 
-def earlier_pending_event_ids(session: Session, *, event: InboundEvent) -> list[int]:
-    """Pending message events of the same customer that WhatsApp timestamped before `event`,
-    oldest first (so that out-of-order deliveries are applied in the customer's order)."""
-    if event.contact_key is None or event.occurred_at is None:
+def lock_free_events(session: Session, *, limit: int) -> list[InboundEvent]:
+    """Up to `limit` pending events that no job holds, oldest first, locked for this
+    transaction (another worker skips them on PostgreSQL; SQLite's writer holds them all)."""
+    query = (
+        select(InboundEvent)
+        .where(InboundEvent.status == EventStatus.PENDING, InboundEvent.dispatched_at.is_(None))
+        .order_by(InboundEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def earlier_pending_events(session: Session, *, events: Sequence[InboundEvent]
+                           ) -> list[InboundEvent]:
+    """Pending messages of the customers of `events`, not among them, that WhatsApp
+    timestamped no later than the latest of them (so that out-of-order deliveries can be
+    applied in each customer's order), locked for this transaction."""
+    messages = [e for e in events
+                if e.kind == "message" and e.contact_key and e.occurred_at is not None]
+    if not messages:
         return []
     query = (
-        select(InboundEvent.id)
+        select(InboundEvent)
         .where(
-            InboundEvent.provider == event.provider,
-            InboundEvent.contact_key == event.contact_key,
-            InboundEvent.kind == event.kind,
+            InboundEvent.kind == "message",
             InboundEvent.status == EventStatus.PENDING,
-            InboundEvent.id != event.id,
-            or_(
-                InboundEvent.occurred_at < event.occurred_at,
-                (InboundEvent.occurred_at == event.occurred_at) & (InboundEvent.id < event.id),
-            ),
+            InboundEvent.contact_key.in_({e.contact_key for e in messages}),
+            InboundEvent.id.not_in([e.id for e in events]),
+            InboundEvent.occurred_at <= max(e.occurred_at for e in messages),
         )
-        .order_by(InboundEvent.occurred_at, InboundEvent.id)
+        .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
 
@@ -65,14 +78,10 @@ def mark_processed(event: InboundEvent, *, now: datetime, note: str | None = Non
     event.attempts += 1
 
 
-def record_failure(session: Session, *, event_id: int, reason: str, final: bool = False) -> bool:
-    """Counts a failed attempt; after MAX_ATTEMPTS (or when `final`) the event is FAILED.
-
-    Returns True when the event is now FAILED (listed by `opsbot events failed`).
-    """
-    event = get_event(session, event_id=event_id, for_update=True)
-    if event is None or event.status != EventStatus.PENDING:
-        return False
+def note_failure(event: InboundEvent, *, reason: str, final: bool = False) -> bool:
+    """Counts a failed attempt of `event` (loaded and locked in this transaction); after
+    MAX_ATTEMPTS (or when `final`) the event is FAILED. Returns True when it is now FAILED
+    (listed by `opsbot events failed`)."""
     event.attempts += 1
     event.error = reason[:4000]
     if final or event.attempts >= MAX_ATTEMPTS:
@@ -102,6 +111,6 @@ def retry_events(session: Session, *, event_ids: Sequence[int] | None = None) ->
         session.execute(
             update(InboundEvent)
             .where(InboundEvent.id.in_(ids))
-            .values(status=EventStatus.PENDING, attempts=0, dispatched_at=None)
+            .values(status=EventStatus.PENDING, attempts=0, dispatched_at=None, claimed_by=None)
         )
     return ids

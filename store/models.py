@@ -193,7 +193,8 @@ class InboundEvent(Base):
     status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    dispatched_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]  # when a job claimed it (see `claimed_by`)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # that job's RQ id
     processed_at: Mapped[datetime | None]
 
 
@@ -217,7 +218,8 @@ class OutboxMessage(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(256))
     provider_chat_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    dispatched_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]  # when a job claimed it (see `claimed_by`)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # that job's RQ id
     sent_at: Mapped[datetime | None]
 
 

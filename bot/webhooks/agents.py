@@ -1,14 +1,15 @@
 """Running an agent command from a chat adapter: the shared step of Slack and Telegram.
 
 The command (and its audit) commits in a worker thread; after the adapter has answered,
-`dispatch_after` enqueues the deliveries it queued (card updates, notifications, replies).
+`dispatch_after` asks the workers for a drain of what it queued (card updates,
+notifications, replies).
 """
 
 import asyncio
 import logging
 
 from bot.assignment import assign_task
-from bot.dispatch import dispatch_pending
+from bot.dispatch import request_drain
 from bot.services import Services
 from notifiers.commands import CommandRequest, CommandResult, run_command
 from store.types import utcnow
@@ -23,9 +24,9 @@ async def run_agent_command(services: Services, request: CommandRequest) -> Comm
 
 
 async def dispatch_after(services: Services, result: CommandResult) -> None:
-    """Enqueues what the command queued (nothing to do for a replay)."""
+    """Asks for a drain of what the command queued (nothing to do for a replay)."""
     if not result.duplicate:
-        await asyncio.to_thread(dispatch_pending, services)
+        await asyncio.to_thread(request_drain, services)
 
 
 def _run(services: Services, request: CommandRequest) -> CommandResult:

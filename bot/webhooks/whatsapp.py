@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pywa.utils import webhook_updates_validator
 
-from bot.dispatch import dispatch_pending
+from bot.dispatch import request_drain
 from bot.intake import IntakeWriter
 from bot.payloads import EventItem, PayloadError, body_digest, split_body
 from bot.services import Services
@@ -37,7 +37,7 @@ class ClientGone(Exception):
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
 
-    writer = IntakeWriter(services.db, after_commit=lambda: dispatch_pending(services))
+    writer = IntakeWriter(services.db, after_commit=lambda: request_drain(services))
     writer.start()
     app.state.whatsapp_intake = writer
     try:

@@ -1,33 +1,84 @@
-"""dispatch_pending: what the database says is to do becomes RQ jobs, once."""
+"""Drains: what the database says is to do is done in batches, once, whatever Redis does."""
 
 import json
+from datetime import timedelta
 
+import pytest
 from redis import Redis
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.dispatch import dispatch_pending, outbox_job_id
+from bot.delivery import outbox_job_id
+from bot.dispatch import drain, drain_once, request_drain
 from bot.jobs import Jobs
+from bot.sweeper import GRACE, sweep
 from bot.worker import make_worker
-from store.models import OutboxMessage, Task
+from sandbox.slack import FakeSlack
+from store.claims import hand_over
+from store.models import OutboxMessage, OutboxStatus, Task
+from store.types import utcnow
 from tests.bot.workers_support import make_services, new_task, write_rules
 
 
-def test_dispatch_enqueues_each_row_and_timer_once(database_url, redis_url, tmp_path):
+@pytest.fixture
+def slack(monkeypatch):
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+        monkeypatch.setenv("SLACK_API_BASE_URL", fake.api_url)
+        yield fake
+
+
+def rows(services) -> list[OutboxMessage]:
+    with services.db.transaction() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def drains_queued(services) -> list[str]:
+    return [i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]
+
+
+def test_a_drain_sends_each_row_once_and_schedules_each_timer_once(
+    database_url, redis_url, tmp_path, slack
+):
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     task_id = new_task(services, sla="long")
-    dispatch_pending(services)
-    dispatch_pending(services)  # a second call finds nothing new
+    first = drain(services)
+    assert (first.outbox, first.timers) == (1, 1)
+    assert (drain(services).outbox, drain(services).timers) == (0, 0)  # nothing left
+    [row] = rows(services)
+    assert row.status == OutboxStatus.SENT and row.provider_message_id
+    assert len(slack.sent_messages()) == 1
     with services.db.transaction() as session:
-        rows = session.scalars(select(OutboxMessage)).all()
         task = session.get(Task, task_id)
-        assert all(row.dispatched_at is not None for row in rows)
         assert task.scheduled_generation == task.timer_generation
-    queued = services.jobs.queue.get_job_ids()
-    assert queued == [outbox_job_id(row.id) for row in rows]
     scheduled = sorted(services.jobs.queue.scheduled_job_registry.get_job_ids())
     assert len(scheduled) == 7 and all(i.startswith(f"timer-{task_id}-") for i in scheduled)
+    services.close()
+
+
+def test_requests_enqueue_one_drain_until_it_starts(database_url, redis_url, tmp_path):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    for _ in range(3):
+        request_drain(services)
+    assert len(drains_queued(services)) == 1
+    drain_once(services, owner="drain-test")  # a drain starts: the next request counts
+    request_drain(services)
+    assert len(drains_queued(services)) == 2
+    services.close()
+
+
+def test_a_full_batch_asks_for_another_drain(database_url, redis_url, tmp_path, monkeypatch):
+    import bot.dispatch
+
+    monkeypatch.setattr(bot.dispatch, "OUTBOX_BATCH", 1)
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    new_task(services, sla="long")
+    done = drain_once(services, owner="drain-test")
+    assert done.outbox == 1 and done.more
+    assert len(drains_queued(services)) == 1
     services.close()
 
 
@@ -37,9 +88,9 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
 
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     task_id = new_task(services, sla="long")
-    dispatch_pending(services)
+    drain(services)
     move(services, task_id, Action.ACCEPT)
-    dispatch_pending(services)
+    drain(services)
     scheduled = sorted(services.jobs.queue.scheduled_job_registry.get_job_ids())
     # accepted: no offer expiry, no first-response timers; only the resolution ones remain
     assert [i.rsplit("-", 1)[0] for i in scheduled] == [
@@ -50,20 +101,46 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
     services.close()
 
 
-def test_dispatch_survives_redis_down_and_leaves_rows_for_later(database_url, redis_url, tmp_path):
+def test_a_failed_send_goes_to_the_rows_own_job(database_url, redis_url, tmp_path):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))  # Slack is off
+    new_task(services, sla="long")
+    drain(services)
+    [row] = rows(services)
+    assert row.status == OutboxStatus.PENDING and row.claimed_by == outbox_job_id(row.id)
+    assert services.jobs.queue.get_job_ids() == [outbox_job_id(row.id)]
+    services.close()
+
+
+def test_a_drain_without_redis_still_delivers_and_leaves_timers_for_later(
+    database_url, redis_url, tmp_path, slack
+):
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     new_task(services, sla="long")
     working_redis = services.redis
     services.redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
     services.jobs = Jobs(services.redis)
-    dispatch_pending(services)  # logs, does not raise
+    request_drain(services)  # logs, does not raise
+    drain(services)
+    assert [row.status for row in rows(services)] == [OutboxStatus.SENT]
     with services.db.transaction() as session:
-        assert session.scalars(select(OutboxMessage.dispatched_at)).all() == [None]
         assert session.scalars(select(Task.scheduled_generation)).all() == [None]
     services.redis, services.jobs = working_redis, Jobs(working_redis)
-    dispatch_pending(services)
+    assert drain(services).timers == 1
+    services.close()
+
+
+def test_the_sweeper_frees_the_rows_of_a_job_that_is_gone(database_url, redis_url, tmp_path):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    [row] = rows(services)
     with services.db.transaction() as session:
-        assert None not in session.scalars(select(OutboxMessage.dispatched_at)).all()
+        hand_over(session, OutboxMessage, [row.id], owner="drain-gone", now=utcnow())
+    assert sweep(services).outbox == []  # claimed just now: not yet
+    later = utcnow() + GRACE + timedelta(seconds=1)
+    assert sweep(services, now=later).outbox == [row.id]
+    [freed] = rows(services)
+    assert (freed.claimed_by, freed.dispatched_at) == (None, None)
+    assert len(drains_queued(services)) == 1  # and a drain was asked for
     services.close()
 
 

@@ -3,9 +3,17 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.connection import Connection
+from rq.job import Job, JobStatus
 
-from bot.dispatch import dispatch_pending
-from bot.timers import plan_timers, push_due_times, timer_job_id
+from bot.dispatch import drain
+from bot.timers import (
+    FIRE_TIMER,
+    plan_timers,
+    push_due_times,
+    schedule_timers,
+    timer_job_id,
+)
 from rules.loader import parse_rules
 from store.events import Audit
 from store.lifecycle import Action
@@ -98,7 +106,7 @@ def test_timers_fire_with_real_workers(database_url, redis_url, tmp_path):
     breached = new_task(services, sla="short", accept=True)  # resolution 5 s
     paused = new_task(services, sla="short", accept=True)
     move(services, paused, Action.WAIT)
-    dispatch_pending(services)
+    drain(services)
     created = task_of(services, reminded).created_at
     original_due = task_of(services, paused).resolution_due
     resumed = []
@@ -106,7 +114,7 @@ def test_timers_fire_with_real_workers(database_url, redis_url, tmp_path):
     def resume_after_4s(elapsed: float) -> None:
         if elapsed >= 4 and not resumed:  # an agent starts again; dispatch settles the pause
             move(services, paused, Action.START)
-            dispatch_pending(services)
+            drain(services)
             resumed.append(datetime.now(UTC))
 
     def done() -> bool:
@@ -142,3 +150,144 @@ def test_timers_fire_with_real_workers(database_url, redis_url, tmp_path):
     first_escalation = events_of(services, paused, Audit.ESCALATED)[0]
     assert first_escalation.at > resumed[0]
     services.close()
+
+
+# schedule_timers: a batch of tasks in a constant number of Redis round trips.
+
+
+@pytest.fixture
+def services(redis_url, tmp_path):
+    url = f"sqlite:///{tmp_path / 'unused.db'}"  # scheduling never touches the database
+    services = make_services(url, redis_url, write_rules(tmp_path))
+    yield services
+    services.close()
+
+
+def _batch() -> list[Task]:
+    return [
+        _task(TaskStatus.ASSIGNED, id=7),  # 7 timers
+        _task(TaskStatus.ACCEPTED, id=8, first_response_at=T0),  # 3 timers
+        _task(TaskStatus.NEW, id=9, assignee_id=None, assigned_at=None),  # 2 breaches
+    ]
+
+
+def _one_by_one(services, task: Task) -> None:
+    """The path before schedule_timers: Jobs.enqueue (RQ's enqueue_at) per timer, then the
+    exact score, then the task's registry."""
+    ids = []
+    for timer in plan_timers(services.rules.current, task, now=T0):
+        job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
+        args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
+        services.jobs.enqueue(FIRE_TIMER, *args, job_id=job_id, at=timer.at)
+        registry = services.jobs.queue.scheduled_job_registry.key
+        services.redis.zadd(registry, {job_id: timer.at.timestamp()}, xx=True)
+        ids.append(job_id)
+    services.redis.sadd(f"opsbot:timers:{task.id}", *ids)
+
+
+def _snapshot(services) -> dict:
+    """Every key's content, job hashes without their creation time."""
+    redis, content = services.redis, {}
+    for key in sorted(k.decode() for k in redis.keys("*")):
+        kind = redis.type(key).decode()
+        if kind == "hash":
+            content[key] = {k: v for k, v in redis.hgetall(key).items() if k != b"created_at"}
+        elif kind == "zset":
+            content[key] = redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            content[key] = redis.smembers(key)
+        else:
+            content[key] = kind
+    return content
+
+
+def test_schedule_timers_writes_what_the_one_by_one_path_wrote(services, config):
+    for task in _batch():
+        _one_by_one(services, task)
+    expected = _snapshot(services)
+    services.redis.flushdb()
+
+    ids = schedule_timers(services, _batch(), now=T0)
+
+    assert _snapshot(services) == expected
+    assert ids == {
+        task.id: [timer_job_id(task.id, t.kind, 3) for t in plan_timers(config, task, now=T0)]
+        for task in _batch()
+    }
+    registry = services.jobs.queue.scheduled_job_registry.key
+    remind = plan_timers(config, _batch()[0], now=T0)[1]  # remind-first_response-50: T0 + 2 s
+    exact = services.redis.zscore(registry, "timer-7-remind-first_response-50-3")
+    assert exact == remind.at.timestamp()
+    task = _batch()[1]
+    assert schedule_timers(services, [task], now=T0) == {8: ids[8]}
+
+
+def test_alive_ids_are_kept_and_dead_ones_replaced(services):
+    ids = schedule_timers(services, _batch(), now=T0)
+    kept, dead = "timer-8-remind-resolution-50-3", "timer-8-breach-resolution-3"
+    created = services.redis.hget(Job.key_for(kept), "created_at")
+    Job.fetch(dead, connection=services.redis).set_status(JobStatus.FINISHED)
+    services.redis.zrem(services.jobs.queue.scheduled_job_registry.key, dead)
+
+    assert schedule_timers(services, _batch(), now=T0) == ids
+
+    assert services.redis.hget(Job.key_for(kept), "created_at") == created
+    scheduled = services.jobs.queue.scheduled_job_registry.get_job_ids()
+    assert sorted(scheduled) == sorted(job_id for each in ids.values() for job_id in each)
+    assert Job.fetch(dead, connection=services.redis).get_status() == JobStatus.SCHEDULED
+
+
+def test_the_previous_generation_is_cancelled_unless_running(services):
+    old = schedule_timers(services, _batch(), now=T0)
+    running = "timer-9-breach-resolution-3"
+    Job.fetch(running, connection=services.redis).set_status(JobStatus.STARTED)
+    moved = [
+        _task(TaskStatus.ACCEPTED, id=8, first_response_at=T0, timer_generation=4),
+        _task(TaskStatus.NEW, id=9, assignee_id=None, assigned_at=None, timer_generation=4),
+    ]
+
+    new = schedule_timers(services, moved, now=T0)
+
+    scheduled = services.jobs.queue.scheduled_job_registry.get_job_ids()
+    assert sorted(scheduled) == sorted([*old[7], *new[8], *new[9], running])
+    gone = [job_id for job_id in [*old[8], *old[9]] if job_id != running]
+    assert not any(services.redis.exists(Job.key_for(job_id)) for job_id in gone)
+    assert services.redis.exists(Job.key_for(running))  # it re-reads the task and stops
+    for task_id in (8, 9):
+        registered = services.redis.smembers(f"opsbot:timers:{task_id}")
+        assert registered == {job_id.encode() for job_id in new[task_id]}
+
+
+def test_a_task_without_timers_loses_its_earlier_ones(services):
+    schedule_timers(services, _batch(), now=T0)
+    closed = _task(TaskStatus.CLOSED, id=8, timer_generation=4)
+    waiting = _task(TaskStatus.WAITING_CUSTOMER, id=10, first_response_at=T0)
+
+    assert schedule_timers(services, [closed, waiting], now=T0) == {8: [], 10: []}
+    assert not services.redis.exists("opsbot:timers:8", "opsbot:timers:10")
+    assert not services.redis.keys("rq:job:timer-8-*")
+
+
+def test_an_empty_batch_touches_nothing(services):
+    assert schedule_timers(services, [], now=T0) == {}
+    assert services.redis.dbsize() == 0
+
+
+def test_round_trips_do_not_grow_with_the_batch(services, monkeypatch):
+    sent = []
+    send = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return send(self, command, check_health)
+
+    def round_trips(tasks: list[Task]) -> int:
+        sent.clear()
+        schedule_timers(services, tasks, now=T0)
+        return len(sent)
+
+    schedule_timers(services, [_task(TaskStatus.ASSIGNED, id=i) for i in range(100, 150)], now=T0)
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    one = round_trips([_task(TaskStatus.ASSIGNED, id=7)])
+    moved = [_task(TaskStatus.ASSIGNED, id=i, timer_generation=4) for i in range(100, 150)]
+    assert round_trips(moved) == one == 3  # registries, statuses, then one pipeline

@@ -1,4 +1,4 @@
-"""Webhook → dispatch → RQ worker → task + acknowledgement at the fake Graph API."""
+"""Webhook → drain request → RQ worker → task + acknowledgement at the fake Graph API."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -9,7 +9,7 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from bot.bootstrap import build_services
-from bot.dispatch import dispatch_pending
+from bot.dispatch import request_drain
 from bot.jobs import QUEUE_NAME, Jobs
 from bot.runtime import install_services
 from bot.sweeper import sweep
@@ -50,9 +50,8 @@ def test_five_concurrent_deliveries_make_one_task_and_one_message_to_the_custome
     with running_app(services) as url, ThreadPoolExecutor(5) as pool:
         statuses = [r.status_code for r in pool.map(lambda _: post(url, body), range(5))]
     assert statuses == [200] * 5
-    dispatch_pending(services)  # the app dispatched after commit; this makes sure
-    for _ in range(3):  # processing queues the ack, delivery sends it
-        work(services)
+    request_drain(services)  # the app asked after commit; this makes sure
+    work(services)  # the drain processes the message, then sends the ack
     assert count(services, Task) == 1
     assert count(services, OutboxMessage, OutboxMessage.kind == "ack") == 1
     [sent] = graph.sent_messages()
@@ -79,7 +78,7 @@ def test_messages_arriving_while_redis_is_down_are_all_processed_once_it_is_back
             )
             assert post(url, body).status_code == 200
     assert count(services, InboundEvent, InboundEvent.dispatched_at.is_(None)) == 4
-    sweep(services)  # Redis is back: the sweeper dispatches what was left behind
+    sweep(services)  # Redis is back: the sweeper asks for a drain of what is left
     work(services)
     assert count(services, InboundEvent, InboundEvent.status == EventStatus.PROCESSED) == 4
     assert count(services, Task) == 4

@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from bot.dispatch import dispatch_pending, event_job_id, outbox_job_id
+from bot.dispatch import drain, request_drain
 from bot.payloads import split_body
 from bot.sweeper import sweep
 from sandbox.inbound import whatsapp_message
@@ -68,14 +68,14 @@ def wait_for(predicate, timeout: float, what: str) -> float:
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def job_started(services, job_id: str) -> bool:
-    found = Job.fetch_many([job_id], connection=services.redis)[0]
-    return found is not None and found.get_status(refresh=False) == JobStatus.STARTED
+def started_drains(services) -> list[str]:
+    registry = StartedJobRegistry(queue=services.jobs.queue)
+    return [i for i in registry.get_job_ids(cleanup=False) if i.startswith("drain-")]
 
 
 @contextmanager
-def event_locked(database_url: str, event_id: int):
-    """Holds a lock that processing of `event_id` waits on (the job is then mid-flight)."""
+def events_locked(database_url: str):
+    """Holds a lock that processing waits on (the drain is then mid-flight)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         connection = sqlite3.connect(url.database, isolation_level=None)
@@ -88,7 +88,7 @@ def event_locked(database_url: str, event_id: int):
         return
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        connection.execute(text(f"SELECT id FROM inbound_events WHERE id = {event_id} FOR UPDATE"))
+        connection.execute(text("LOCK TABLE inbound_events IN ACCESS EXCLUSIVE MODE"))
         yield
         connection.rollback()
     engine.dispose()
@@ -123,18 +123,18 @@ def test_killed_workers_lose_nothing(database_url, redis_url, tmp_path, monkeypa
             monkeypatch.setenv(name, value)
         services = make_services(database_url, redis_url, rules)
         task_id = new_task(services, accept=False, sla="long")
-        dispatch_pending(services)
+        request_drain(services)
         with services.db.transaction() as session:
             outbox_id = session.scalar(select(OutboxMessage.id).where(
                 OutboxMessage.task_id == task_id, OutboxMessage.kind == "assigned"))  # fmt: skip
         deliverer = start_worker(env, tmp_path / "deliverer.log", processes)
-        wait_for(lambda: job_started(services, outbox_job_id(outbox_id)), 20, "delivery started")
+        wait_for(lambda: claimed(services, outbox_id), 20, "delivery started")
 
         event_id = store_message(services, "hola, ¿dónde está mi pedido?")
-        dispatch_pending(services)
-        with event_locked(database_url, event_id):
+        with events_locked(database_url):
+            request_drain(services)
             processor = start_worker(env, tmp_path / "processor.log", processes)
-            wait_for(lambda: job_started(services, event_job_id(event_id)), 20, "processing")
+            wait_for(lambda: len(started_drains(services)) == 2, 20, "processing")
             time.sleep(0.5)
             kill_group(deliverer)  # still inside its first 8 s Slack call
             kill_group(processor)  # still waiting for the lock
@@ -160,6 +160,12 @@ def test_killed_workers_lose_nothing(database_url, redis_url, tmp_path, monkeypa
     services.close()
 
 
+def claimed(services, outbox_id: int) -> bool:
+    with services.db.transaction() as session:
+        owner = session.get(OutboxMessage, outbox_id).claimed_by
+    return owner is not None and owner in started_drains(services)
+
+
 def _done(services, event_id: int, outbox_id: int) -> bool:
     with services.db.transaction() as session:
         event = session.get(InboundEvent, event_id)
@@ -172,7 +178,7 @@ def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp
     the database and each fires once."""
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     task_id = new_task(services, sla="normal", accept=True)  # resolution reminders at 4 s, 6 s
-    dispatch_pending(services)
+    drain(services)  # Slack is off: each card goes to its own delivery job
     with services.db.transaction() as session:
         pending = session.scalars(select(OutboxMessage.id)).all()
     assert pending and services.redis.zcard("rq:scheduled:opsbot") == 3
@@ -212,11 +218,11 @@ def test_sigterm_lets_the_current_job_finish(
             monkeypatch.setenv(name, value)
         services = make_services(database_url, redis_url, rules)
         new_task(services, sla="long")
-        dispatch_pending(services)
+        request_drain(services)
         with services.db.transaction() as session:
             outbox_id = session.scalar(select(OutboxMessage.id))
         worker = start_worker(env, tmp_path / "worker.log", processes)
-        wait_for(lambda: job_started(services, outbox_job_id(outbox_id)), 20, "delivery started")
+        wait_for(lambda: claimed(services, outbox_id), 20, "delivery started")
         worker.send_signal(signal.SIGTERM)  # warm shutdown, mid-delivery
         assert worker.wait(timeout=20) == 0
         with services.db.transaction() as session:

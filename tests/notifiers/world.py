@@ -10,7 +10,7 @@ from rq import SimpleWorker
 from sqlalchemy import select
 
 from bot.assignment import assign_task
-from bot.dispatch import dispatch_pending
+from bot.dispatch import drain
 from bot.runtime import install_services
 from bot.services import Services
 from sandbox import FakeGraph, FakeSlack, FakeTelegram
@@ -42,8 +42,8 @@ class World:
         return self.services.rules.current
 
     def work(self) -> None:
-        """Dispatches what the database holds and runs every queued job (burst)."""
-        dispatch_pending(self.services)
+        """Drains what the database holds and runs every queued job (burst)."""
+        drain(self.services)
         SimpleWorker([self.services.jobs.queue], connection=self.services.redis).work(burst=True)
 
     def assigned_task(self, agent_id: str | None = None) -> int:

@@ -4,13 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from store.claims import hand_over
 from store.inbound import (
     MAX_ATTEMPTS,
-    earlier_pending_event_ids,
+    earlier_pending_events,
     get_event,
     insert_events,
     list_failed_events,
-    record_failure,
+    lock_free_events,
+    note_failure,
     retry_events,
 )
 from store.models import EventStatus, InboundEvent
@@ -36,31 +38,46 @@ def test_insert_is_idempotent_within_and_across_batches(db):
     assert sorted(ids(db)) == ["wamid.1", "wamid.2", "wamid.3"]
 
 
-def test_earlier_pending_events_of_the_same_customer_come_first(db):
+def test_earlier_pending_events_of_the_same_customer_are_found(db):
     with db.transaction() as session:
         insert_events(session, rows=[
             row("late", at=T0 + timedelta(seconds=30)),
             row("early", at=T0),
             row("other-customer", key="34700", at=T0 - timedelta(hours=1)),
             row("earliest", at=T0 - timedelta(minutes=1)),
+            row("later-still", at=T0 + timedelta(minutes=1)),
         ])
     known = ids(db)
     with db.transaction() as session:
         event = get_event(session, event_id=known["late"])
-        found = earlier_pending_event_ids(session, event=event)
-    assert found == [known["earliest"], known["early"]]
+        found = earlier_pending_events(session, events=[event])
+    assert sorted(e.id for e in found) == [known["early"], known["earliest"]]
+
+
+def test_free_events_are_taken_oldest_first_and_held_ones_are_skipped(db):
+    with db.transaction() as session:
+        insert_events(session, rows=[row(f"wamid.{n}") for n in range(4)])
+    known = ids(db)
+    with db.transaction() as session:
+        hand_over(session, InboundEvent, [known["wamid.1"]], owner="event-2-retry-1", now=T0)
+    with db.transaction() as session:
+        taken = lock_free_events(session, limit=2)
+    assert [e.provider_event_id for e in taken] == ["wamid.0", "wamid.2"]
 
 
 def test_failures_count_until_failed_and_retry_puts_them_back(db):
     with db.transaction() as session:
         insert_events(session, rows=[row("flaky"), row("broken")])
     known = ids(db)
-    for _ in range(MAX_ATTEMPTS - 1):
+    def fail(name: str, reason: str, final: bool = False) -> bool:
         with db.transaction() as session:
-            assert not record_failure(session, event_id=known["flaky"], reason="Redis down")
-    with db.transaction() as session:
-        assert record_failure(session, event_id=known["broken"], reason="bad", final=True)
-        assert record_failure(session, event_id=known["flaky"], reason="still down")
+            event = get_event(session, event_id=known[name], for_update=True)
+            return note_failure(event, reason=reason, final=final)
+
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert not fail("flaky", "Redis down")
+    assert fail("broken", "bad", final=True)
+    assert fail("flaky", "still down")
     with db.transaction() as session:
         failed = list_failed_events(session)
         assert [e.provider_event_id for e in failed] == ["broken", "flaky"]

@@ -1,0 +1,74 @@
+"""Claims on pending rows (inbound events, outbox rows): which job works which row.
+
+A claim sets `dispatched_at` and `claimed_by` (the claiming job's id). Two workers never claim
+the same row: on PostgreSQL the rows are locked with SKIP LOCKED, on SQLite the write
+transaction holds the database. A claim ends when the row stops being pending, or when the
+sweeper releases the rows of a job that is gone.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from store.models import EventStatus, InboundEvent, OutboxMessage, OutboxStatus
+
+Claimable = type[InboundEvent] | type[OutboxMessage]
+_PENDING = {InboundEvent: EventStatus.PENDING, OutboxMessage: OutboxStatus.PENDING}
+
+
+def claim_pending(session: Session, model: Claimable, *, owner: str, limit: int,
+                  now: datetime) -> list[int]:
+    """Claims up to `limit` pending rows that nobody holds (or that `owner` held before it
+    was restarted), oldest first; returns their ids in that order."""
+    free = or_(model.dispatched_at.is_(None), model.claimed_by == owner)
+    ids = list(session.scalars(
+        select(model.id).where(model.status == _PENDING[model], free)
+        .order_by(model.id).limit(limit).with_for_update(skip_locked=True)
+    ))
+    if ids:
+        hand_over(session, model, ids, owner=owner, now=now)
+    return ids
+
+
+def hand_over(session: Session, model: Claimable, ids: Sequence[int], *, owner: str,
+              now: datetime) -> None:
+    """Records `owner` (a job) as the holder of these rows, e.g. a retry job of one row."""
+    session.execute(
+        update(model).where(model.id.in_(list(ids)))
+        .values(dispatched_at=now, claimed_by=owner)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def held_claims(session: Session, model: Claimable, *,
+                before: datetime) -> dict[str | None, list[int]]:
+    """The pending rows claimed before `before`, by holder (None: claimed before holders
+    were recorded)."""
+    rows = session.execute(
+        select(model.claimed_by, model.id)
+        .where(model.status == _PENDING[model], model.dispatched_at < before)
+        .order_by(model.id)
+    )
+    held: dict[str | None, list[int]] = {}
+    for owner, row_id in rows:
+        held.setdefault(owner, []).append(row_id)
+    return held
+
+
+def release(session: Session, model: Claimable, ids: Sequence[int], *,
+            owner: str | None) -> None:
+    """Makes these rows free for the next claim, unless `owner` no longer holds them."""
+    held = model.claimed_by.is_(None) if owner is None else model.claimed_by == owner
+    session.execute(
+        update(model).where(model.id.in_(list(ids)), model.status == _PENDING[model], held)
+        .values(dispatched_at=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def has_free(session: Session, model: Claimable) -> bool:
+    """Whether some pending row waits for a claim."""
+    query = select(model.id).where(model.status == _PENDING[model], model.dispatched_at.is_(None))
+    return session.scalar(query.limit(1)) is not None
