@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifiers.dispatch import queue_notification
-from rules import RoutingResult, RulesConfig, route
+from rules import RoutingResult, RulesConfig, Strategy, route
 from store.agents import get_agent_states, touch_assigned
 from store.events import Audit, record_event
 from store.lifecycle import SYSTEM, Action
@@ -23,11 +23,14 @@ def assign_task(
     task: Task,
     now: datetime,
     exclude: Collection[str] = (),
+    new_task: bool = False,
 ) -> RoutingResult:
     """Routes `task` (sticky = the agent of the customer's previous task) and assigns it.
 
     Writes `routed` (agent, summary, candidates, automatic) or `unrouted`, and queues the
-    "assigned" notification. Returns the routing result (agent_id None = nobody available).
+    "assigned" notification (`new_task`: created in this transaction, so that no notification
+    about it can be queued yet). Returns the routing result (agent_id None = nobody
+    available).
     """
     result = route(
         config,
@@ -36,7 +39,7 @@ def assign_task(
         language=task.language,
         agents=get_agent_states(session),
         now=now,
-        last_agent=_previous_agent(session, task),
+        last_agent=_previous_agent(session, task) if _sticky(config, task.team) else None,
         exclude=exclude,
     )
     details = _routing_details(result)
@@ -52,8 +55,14 @@ def assign_task(
                  details=details, at=now)
     notify_agent(session, config=config, kind="assigned", task=task, agent_id=result.agent_id,
                  dedupe_key=f"assigned:{task.id}:{task.timer_generation}",
-                 details={"summary": result.summary})
+                 details={"summary": result.summary}, new_key=new_task)
     return result
+
+
+def _sticky(config: RulesConfig, team: str | None) -> bool:
+    # Only a sticky team reads the previous agent: the others need not look it up.
+    found = config.teams.get(team) if team else None
+    return found is not None and found.strategy is Strategy.sticky
 
 
 def _routing_details(result: RoutingResult) -> dict[str, Any]:
@@ -77,7 +86,8 @@ def _previous_agent(session: Session, task: Task) -> str | None:
 
 
 def notify_agent(session: Session, *, config: RulesConfig, kind: str, task: Task,
-                 agent_id: str, dedupe_key: str, details: dict | None = None) -> None:
+                 agent_id: str, dedupe_key: str, details: dict | None = None,
+                 new_key: bool = False) -> None:
     """Queues a notification to an agent (NOTIFIERS' `queue_notification`)."""
     queue_notification(session, config=config, kind=kind, task=task, agent_id=agent_id,
-                       dedupe_key=dedupe_key, details=details)
+                       dedupe_key=dedupe_key, details=details, new_key=new_key)

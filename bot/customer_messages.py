@@ -7,7 +7,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.assignment import assign_task, notify_agent
@@ -28,7 +27,7 @@ from store.lifecycle import Action, Actor, ActorKind
 from store.messages import apply_status, record_inbound_message
 from store.models import Contact, Message, Task, TaskStatus
 from store.outbox import queue_customer_message
-from store.tasks import create_task, find_open_task, transition_task
+from store.tasks import CustomerTasks, create_task, find_customer_tasks, transition_task
 
 _CLOSED = (TaskStatus.RESOLVED, TaskStatus.CLOSED)
 
@@ -38,25 +37,27 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
     """Records the message and acts on it; returns what happened: "duplicate" (seen before),
     "threaded", "rated", "reopened", "recorded" (no task: ignored or a reaction) or
     "created"."""
-    contact = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
-                             name=message.name, now=message.at)
-    history = _history(session, contact, message.at)
+    contact, created = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
+                                      name=message.name, now=message.at)
+    # A customer created just now has no tasks: nothing to look up.
+    tasks = CustomerTasks() if created else find_customer_tasks(session, contact_id=contact.id)
+    history = _history(contact, tasks, message.at)
     stored = record_inbound_message(
         session, provider_message_id=message.wamid, contact_id=contact.id, type=message.type,
-        text=message.text, media_id=message.media_id, payload=_payload(message), at=message.at)
+        text=message.text, media_id=message.media_id, payload=_payload(message), at=message.at,
+        task_id=tasks.open.id if tasks.open is not None else None)  # threaded below
     if stored is None:
         return "duplicate"
     decision = evaluate(config, message=message.facts(), contact=_contact_facts(contact),
                         history=history, now=message.at)
     note_inbound(contact, at=message.at)
     contact.language = contact.language or decision.language
-    task = find_open_task(session, contact_id=contact.id)
-    if task is not None:
-        _thread(session, config, task, stored, contact, now)
+    if tasks.open is not None:
+        _thread(session, config, tasks.open, stored, contact, now)
         return "threaded"
     if message.type == "reaction" or decision.ignore:
         return "recorded"
-    task = _reopenable(session, config, contact, message.at)
+    task = _reopenable(config, tasks.last, message.at)
     rating = read_rating(stored.text or "")
     if task is not None and rating is not None and task.rating is None:
         _rate(session, task, stored, contact, rating, now)
@@ -82,14 +83,12 @@ def _contact_facts(contact: Contact) -> ContactFacts:
                         language=contact.language, tags=tuple(contact.tags or ()))
 
 
-def _history(session: Session, contact: Contact, at: datetime) -> HistoryFacts:
-    count = session.scalar(select(func.count()).where(Task.contact_id == contact.id)) or 0
-    last = session.scalars(select(Task).where(Task.contact_id == contact.id)
-                           .order_by(Task.id.desc()).limit(1)).first()
+def _history(contact: Contact, tasks: CustomerTasks, at: datetime) -> HistoryFacts:
     days = None
     if contact.last_inbound_at is not None:
         days = max((at - contact.last_inbound_at).total_seconds(), 0) / 86400
-    return HistoryFacts(task_count=count, open_task=bool(last and last.is_open),
+    last = tasks.last
+    return HistoryFacts(task_count=tasks.count, open_task=bool(last and last.is_open),
                         last_category=last.category if last else None,
                         days_since_last_contact=days)
 
@@ -110,13 +109,10 @@ def _thread(session: Session, config: RulesConfig, task: Task, stored: Message,
     if task.assignee_id:
         notify_agent(session, config=config, kind="follow_up", task=task,
                      agent_id=task.assignee_id, dedupe_key=f"follow_up:{stored.id}",
-                     details={"text": stored.text})
+                     details={"text": stored.text}, new_key=True)  # stored just now
 
 
-def _reopenable(session: Session, config: RulesConfig, contact: Contact,
-                at: datetime) -> Task | None:
-    last = session.scalars(select(Task).where(Task.contact_id == contact.id)
-                           .order_by(Task.id.desc()).limit(1)).first()
+def _reopenable(config: RulesConfig, last: Task | None, at: datetime) -> Task | None:
     if last is None or last.status not in _CLOSED:
         return None
     ended = last.closed_at or last.resolved_at or last.updated_at
@@ -170,7 +166,7 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
         resolution_due=deadlines.resolution_due,
     )
     stored.task_id = task.id
-    assign_task(session, config=config, task=task, now=now)
+    assign_task(session, config=config, task=task, now=now, new_task=True)
     _acknowledge(session, config, decision, task, contact, message)
     return task
 
@@ -182,7 +178,7 @@ def _acknowledge(session: Session, config: RulesConfig, decision: Decision, task
         return
     text = render_template(template, reply_values(config, task, contact, message))
     queue_customer_message(session, contact=contact, kind="ack", text=text,
-                           dedupe_key=f"ack:{task.id}", task=task)
+                           dedupe_key=f"ack:{task.id}", task=task, new_key=True)
 
 
 def reply_values(config: RulesConfig, task: Task, contact: Contact,

@@ -57,6 +57,7 @@ def queue_notification(
     agent_id: str | None,
     dedupe_key: str,
     details: dict[str, Any] | None = None,
+    new_key: bool = False,
 ) -> OutboxMessage | None:
     """Adds the outbox row that notifies `agent_id` of `task`, once per `dedupe_key`.
 
@@ -64,6 +65,7 @@ def queue_notification(
     address so that delivery can fall back to the other. `agent_id=None` posts to the team
     channel of `details["team"]` (else the task's team). `task` may be None only for a digest.
     Returns None when the key was queued before or nobody can be reached (no address).
+    `new_key`: no row can have the key yet (see `store.outbox.add_outbox_message`).
     """
     details = dict(details or {})
     if agent_id is not None:
@@ -74,18 +76,15 @@ def queue_notification(
     if not to:
         return None
     notification = build_notification(kind, config=config, task=task, details=details)
-    return _add(session, notification, to=to, task=task, agent_id=agent_id, key=dedupe_key)
-
-
-def _add(session, notification: Notification, *, to, task, agent_id, key):
     return add_outbox_message(
         session,
-        dedupe_key=key,
+        dedupe_key=dedupe_key,
         channel=next(iter(to)),
         kind=notification.kind,
         payload={"to": to, "team_post": agent_id is None, "notification": notification.as_dict()},
         task_id=task.id if task is not None else None,
         agent_id=agent_id,
+        new_key=new_key,
     )
 
 

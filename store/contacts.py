@@ -1,12 +1,13 @@
 """Customers as WhatsApp identifies them: a phone-number wa_id and/or a BSUID (user_id)."""
 
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from store.models import Contact
-from store.upsert import insert_ignore
+from store.rows import insert_row
 
 
 def upsert_contact(
@@ -16,8 +17,9 @@ def upsert_contact(
     user_id: str | None,
     name: str | None = None,
     now: datetime,
-) -> Contact:
-    """The customer with this wa_id or user_id, created when new, locked until commit.
+) -> tuple[Contact, bool]:
+    """The customer with this wa_id or user_id, locked until commit, and whether this call
+    created it (then it has no tasks and no messages yet).
 
     Missing identifiers and a changed profile name are filled in. Raises ValueError when both
     ids are missing. Concurrent callers for the same customer wait for each other.
@@ -26,24 +28,33 @@ def upsert_contact(
         raise ValueError("a contact needs a wa_id or a user_id")
     contact = _find(session, wa_id=wa_id, user_id=user_id)
     if contact is None:
-        values = {"wa_id": wa_id, "user_id": user_id, "phone": wa_id, "name": name,
-                  "crm_status": "lead", "tags": [], "first_seen_at": now, "last_seen_at": now}
-        session.execute(insert_ignore(session, Contact).values(**values))
-        contact = _find(session, wa_id=wa_id, user_id=user_id)
+        created = insert_row(session, Contact, {
+            "wa_id": wa_id, "user_id": user_id, "phone": wa_id, "name": name,
+            "crm_status": "lead", "tags": [], "first_seen_at": now, "last_seen_at": now,
+        }, skip_conflict=True)
+        if created is not None:
+            return created, True
+        contact = _find(session, wa_id=wa_id, user_id=user_id)  # another caller was first
     if wa_id and not contact.wa_id:
         contact.wa_id, contact.phone = wa_id, contact.phone or wa_id
     if user_id and not contact.user_id:
         contact.user_id = user_id
     if name and contact.name != name:
         contact.name = name
-    return contact
+    return contact, False
 
 
 def _find(session: Session, *, wa_id: str | None, user_id: str | None) -> Contact | None:
-    keys = [Contact.wa_id == wa_id] if wa_id else []
-    keys += [Contact.user_id == user_id] if user_id else []
-    query = select(Contact).where(or_(*keys)).order_by(Contact.id).limit(1).with_for_update()
-    return session.scalars(query).first()
+    keys = {"wa_id": wa_id} if wa_id else {}
+    keys |= {"user_id": user_id} if user_id else {}
+    return session.scalars(_find_query(*sorted(keys)), keys).first()
+
+
+@cache
+def _find_query(*keys: str) -> Select:
+    columns = Contact.__table__.c
+    query = select(Contact).where(or_(*(columns[key] == bindparam(key) for key in keys)))
+    return query.order_by(Contact.id).limit(1).with_for_update()
 
 
 def note_inbound(contact: Contact, *, at: datetime) -> None:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Direction, Message
+from store.rows import insert_row
 
 # A later status never moves a message back (a late "delivered" after "read" is ignored).
 _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 4}
@@ -22,25 +23,17 @@ def record_inbound_message(
     media_id: str | None,
     payload: dict[str, Any],
     at: datetime,
+    task_id: int | None = None,
 ) -> Message | None:
-    """Stores a customer's message; returns None when this wamid was stored before."""
-    if get_message(session, provider_message_id=provider_message_id) is not None:
-        return None
-    message = Message(
-        provider_message_id=provider_message_id,
-        direction=Direction.INBOUND,
-        contact_id=contact_id,
-        type=type,
-        text=text,
-        media_id=media_id,
-        payload=payload,
-        status="received",
-        sent_at=at,
-        created_at=at,
-    )
-    session.add(message)
-    session.flush()
-    return message
+    """Stores a customer's message (in `task_id` when given); returns None when this wamid
+    was stored before (one INSERT that the unique wamid lets through, also against a
+    concurrent worker)."""
+    return insert_row(session, Message, {
+        "provider_message_id": provider_message_id, "direction": Direction.INBOUND,
+        "contact_id": contact_id, "task_id": task_id, "type": type, "text": text,
+        "media_id": media_id, "payload": payload, "status": "received", "sent_at": at,
+        "created_at": at,
+    }, skip_conflict=True)
 
 
 def get_message(session: Session, *, provider_message_id: str) -> Message | None:

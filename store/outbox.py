@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Contact, Direction, Message, OutboxMessage, OutboxStatus, Task
+from store.rows import insert_row
 
 
 def add_outbox_message(
@@ -18,27 +19,22 @@ def add_outbox_message(
     task_id: int | None = None,
     agent_id: str | None = None,
     contact_id: int | None = None,
+    new_key: bool = False,
 ) -> OutboxMessage | None:
     """Queues a delivery once per `dedupe_key`; returns None when it was already queued.
 
-    The key makes re-runs of a job (a reminder, a processed message) harmless.
+    The key makes re-runs of a job (a reminder, a processed message) harmless. `new_key`
+    says that no row can have the key (it names a task or a message created in this
+    transaction, or the caller just looked): no look-up (the unique key would still refuse
+    a second row).
     """
-    exists = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
-    if session.scalar(exists) is not None:
+    if not new_key and _queued(session, dedupe_key):
         return None
-    message = OutboxMessage(
-        dedupe_key=dedupe_key,
-        channel=channel,
-        kind=kind,
-        payload=payload,
-        task_id=task_id,
-        agent_id=agent_id,
-        contact_id=contact_id,
-        status=OutboxStatus.PENDING,
-    )
-    session.add(message)
-    session.flush()
-    return message
+    return insert_row(session, OutboxMessage, {
+        "dedupe_key": dedupe_key, "channel": channel, "kind": kind, "payload": payload,
+        "task_id": task_id, "agent_id": agent_id, "contact_id": contact_id,
+        "status": OutboxStatus.PENDING,
+    })
 
 
 def queue_customer_message(
@@ -49,32 +45,34 @@ def queue_customer_message(
     text: str,
     dedupe_key: str,
     task: Task | None = None,
+    new_key: bool = False,
 ) -> OutboxMessage | None:
     """Queues a WhatsApp message to the customer (ack, reply, closing) and its outbound row.
 
-    Returns None when `dedupe_key` was already queued. The payload is
-    {"to": wa_id, "text": text, "language": contact language, "message_id": outbound row id}.
+    Returns None when `dedupe_key` was already queued (`new_key`: see `add_outbox_message`).
+    The payload is {"to": wa_id, "text": text, "language": contact language,
+    "message_id": outbound row id}.
     """
-    message = Message(
-        direction=Direction.OUTBOUND,
-        contact_id=contact.id,
-        task_id=task.id if task is not None else None,
-        type="text",
-        text=text,
-        status="queued",
-    )
-    outbox = add_outbox_message(
+    if not new_key and _queued(session, dedupe_key):
+        return None
+    message = insert_row(session, Message, {
+        "direction": Direction.OUTBOUND, "contact_id": contact.id,
+        "task_id": task.id if task is not None else None, "type": "text", "text": text,
+        "status": "queued",
+    })
+    return add_outbox_message(
         session,
         dedupe_key=dedupe_key,
         channel="whatsapp",
         kind=kind,
-        payload={"to": contact.wa_id, "text": text, "language": contact.language},
+        payload={"to": contact.wa_id, "text": text, "language": contact.language,
+                 "message_id": message.id},
         task_id=message.task_id,
         contact_id=contact.id,
+        new_key=True,
     )
-    if outbox is None:
-        return None
-    session.add(message)
-    session.flush()
-    outbox.payload = {**outbox.payload, "message_id": message.id}
-    return outbox
+
+
+def _queued(session: Session, dedupe_key: str) -> bool:
+    exists = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+    return session.scalar(exists) is not None

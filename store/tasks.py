@@ -2,16 +2,20 @@
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy.orm import Session, lazyload
 
+from store.agents import note_load
 from store.errors import NotFound
 from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, check_transition
 from store.models import OPEN_STATUSES, Task, TaskStatus
+from store.rows import insert_row
 from store.types import utcnow
 
 _REF = re.compile(r"^\s*(?:T-?|#)?(\d{1,12})\s*$", re.IGNORECASE)
@@ -55,25 +59,37 @@ def list_tasks(
     return list(session.scalars(query))
 
 
-def find_open_task(session: Session, *, contact_id: int) -> Task | None:
-    """The customer's most recent open task, if any."""
-    query = (
-        select(Task)
-        .where(Task.contact_id == contact_id, Task.status.in_(list(OPEN_STATUSES)))
-        .order_by(Task.id.desc())
-        .limit(1)
-    )
-    return session.scalars(query).first()
+@dataclass(frozen=True)
+class CustomerTasks:
+    """What applying a customer's message needs of their tasks: how many they have, the
+    latest one and the latest open one (as a rule the same task)."""
+
+    count: int = 0
+    last: Task | None = None
+    open: Task | None = None
 
 
-def count_open_tasks(session: Session) -> dict[str, int]:
-    """Open tasks per assignee, for routing by load and capacity."""
-    query = (
-        select(Task.assignee_id, func.count())
-        .where(Task.status.in_(list(OPEN_STATUSES)), Task.assignee_id.is_not(None))
-        .group_by(Task.assignee_id)
-    )
-    return {agent: count for agent, count in session.execute(query)}
+def find_customer_tasks(session: Session, *, contact_id: int) -> CustomerTasks:
+    """The customer's task count, latest task and latest open task, read in one query."""
+    rows = session.execute(_customer_tasks_query(), {"contact_id": contact_id}).all()
+    if not rows:
+        return CustomerTasks()
+    tasks = sorted((task for task, _count in rows), key=lambda task: task.id)
+    latest_open = next((task for task in reversed(tasks) if task.is_open), None)
+    return CustomerTasks(count=rows[0][1], last=tasks[-1], open=latest_open)
+
+
+@cache
+def _customer_tasks_query() -> Select:
+    of_contact = Task.contact_id == bindparam("contact_id")
+    latest = select(func.max(Task.id)).where(of_contact).scalar_subquery()
+    latest_open = (select(func.max(Task.id))
+                   .where(of_contact, Task.status.in_(sorted(OPEN_STATUSES)))
+                   .scalar_subquery())
+    count = select(func.count(Task.id)).where(of_contact).scalar_subquery()
+    # The caller holds the contact already: no join to load it again.
+    return (select(Task, count).where(or_(Task.id == latest, Task.id == latest_open))
+            .options(lazyload(Task.contact)))
 
 
 def create_task(
@@ -90,18 +106,11 @@ def create_task(
 ) -> Task:
     """Adds a new task (status new) and its `created` audit event; returns it with its number."""
     now = now or utcnow()
-    task = Task(
-        title=title[:300],
-        category=category,
-        priority=priority,
-        status=TaskStatus.NEW,
-        contact_id=contact_id,
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
-    session.add(task)
-    session.flush()
+    task = insert_row(session, Task, {
+        **fields, "title": title[:300], "category": category, "priority": priority,
+        "status": TaskStatus.NEW, "contact_id": contact_id, "created_at": now, "updated_at": now,
+    })
+    note_load(session, before=None, after=_load_of(task))
     record_event(
         session,
         task=task,
@@ -125,7 +134,8 @@ def transition_task(
     details: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> TaskStatus:
-    """Moves `task` by `action` and writes the audit event in the same transaction.
+    """Moves `task` by `action` (written with the next flush) and writes the audit event, in
+    the same transaction.
 
     Returns the new status. Raises IllegalTransition or NotAllowed (message for a person);
     a concurrent change of the same task makes the commit raise ConcurrentUpdate.
@@ -133,8 +143,9 @@ def transition_task(
     now = now or utcnow()
     source = task.status
     target = check_transition(task, action, actor)
-    previous_assignee = task.assignee_id
+    previous_assignee, previous_load = task.assignee_id, _load_of(task)
     _apply(task, action, target, actor=actor, assignee_id=assignee_id, now=now)
+    note_load(session, before=previous_load, after=_load_of(task))
     event_details = dict(details or {})
     if reason:
         event_details["reason"] = reason
@@ -150,8 +161,12 @@ def transition_task(
         details=event_details,
         at=now,
     )
-    session.flush()
     return target
+
+
+def _load_of(task: Task) -> str | None:
+    """The agent whose open tasks `task` counts among (routing by load), if any."""
+    return task.assignee_id if task.status in OPEN_STATUSES else None
 
 
 def _apply(
