@@ -41,9 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-app-secret"
 PHONE_ID = "1000000001"
 SERVER = """
-import bot.dispatch
-if {intake_only}:  # measure the intake alone: the worker's sweeper would dispatch
-    bot.dispatch.dispatch_pending = lambda services: None
 import uvicorn
 from bot.app import create_app
 from bot.settings import Settings
@@ -147,9 +144,9 @@ def _env(database: Path, redis_url: str, graph_url: str) -> dict[str, str]:
             "PYTHONPATH": str(ROOT)}
 
 
-def start_server(env: dict[str, str], *, intake_only: bool) -> tuple[subprocess.Popen, int]:
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    code = SERVER.format(port=port, intake_only=intake_only)
+    code = SERVER.format(port=port)
     process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -228,8 +225,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--task-rate", type=float, default=5)
     parser.add_argument("--task-seconds", type=float, default=10)
-    parser.add_argument("--intake-only", action="store_true",
-                        help="the web process does not dispatch to RQ (no tasks phase)")
     args = parser.parse_args()
     from bot.embedded_redis import EmbeddedRedis
     from sandbox.graph import FakeGraph
@@ -241,14 +236,12 @@ def main() -> None:
         upgrade_database(f"sqlite:///{database}")
         graph = stack.enter_context(FakeGraph())  # acknowledgements go to the local fake
         env = _env(database, redis_url, graph.url)
-        server, port = start_server(env, intake_only=args.intake_only)
+        server, port = start_server(env)
         stack.callback(stop, server)
         host, now = f"127.0.0.1:{port}", int(time.time())
-        mode = "NOT dispatching (--intake-only)" if args.intake_only else "dispatching to RQ"
         print("load generator: Python asyncio raw HTTP/1.1 client, keep-alive, 1 process "
-              f"(no wrk); app: uvicorn, 1 process, SQLite WAL, {mode}")
-        if not args.intake_only:
-            run_tasks(args, port, host, now, env, database)
+              "(no wrk); app: uvicorn, 1 process, SQLite WAL, asking workers for drains")
+        run_tasks(args, port, host, now, env, database)
         bulk = [signed_request(n, run="b", at=now, host=host) for n in range(args.messages)]
         report(run_phase("throughput", port, bulk, concurrency=args.concurrency)[0])
         count = int(args.rate * args.seconds)

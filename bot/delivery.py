@@ -1,6 +1,7 @@
 """Delivering outbox rows: agent cards on Slack/Telegram, customer messages on WhatsApp.
 
-A drain calls `deliver_pending`: it claims a batch of rows and sends each once. A row whose
+A drain claims a batch of rows in its transaction (`claim_outbox`), then sends each once
+(`send_claimed`). A row whose
 send fails is handed to its own RQ job, `deliver_job(outbox_id)`: errors worth retrying are
 retried a few times in the job (short back-off, 429 Retry-After waited out), then by RQ's
 `Retry` (the job raises); after `MAX_RUNS` failed runs, or at once for a permanent refusal,
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from bot.jobs import make_job_id
 from bot.runtime import current_services
@@ -61,14 +64,19 @@ def outbox_job_id(outbox_id: int) -> str:
     return make_job_id("outbox", outbox_id)
 
 
-def deliver_pending(services: Services, *, owner: str, limit: int) -> int:
-    """Claims up to `limit` free outbox rows for `owner` (a job id) and sends each once;
-    a row whose send fails goes to its own `deliver_job`. Returns how many were claimed."""
-    with services.db.transaction() as session:
-        ids = claim_pending(session, OutboxMessage, owner=owner, limit=limit, now=utcnow())
-        rows = list(session.scalars(
-            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
-        )) if ids else []
+def claim_outbox(session: Session, *, owner: str, limit: int,
+                 now: datetime) -> list[OutboxMessage]:
+    """Claims up to `limit` free outbox rows for `owner` (a job id), oldest first."""
+    ids = claim_pending(session, OutboxMessage, owner=owner, limit=limit, now=now)
+    if not ids:
+        return []
+    query = select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+    return list(session.scalars(query))
+
+
+def send_claimed(services: Services, rows: list[OutboxMessage]) -> None:
+    """Sends each claimed row once and records it sent; a row whose send fails goes to its
+    own `deliver_job`."""
     sent: dict[int, dict[str, Any]] = {}
     failed = []
     for row in rows:
@@ -85,11 +93,10 @@ def deliver_pending(services: Services, *, owner: str, limit: int) -> int:
     _record_sent(services, list(sent.values()), failed=failed)
     for row_id in failed:
         _enqueue(services, row_id, job_id=outbox_job_id(row_id))
-    return len(rows)
 
 
 def _record_sent(services: Services, sent: list[dict[str, Any]], *,
-                 failed: list[int] = ()) -> None:
+                 failed: Sequence[int] = ()) -> None:
     """Marks rows sent (`_sent_values`) and hands the `failed` ones to their own jobs."""
     with services.db.transaction() as session:
         if sent:

@@ -2,11 +2,14 @@
 
 Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain` after its
 commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
-one `drain_job`. A drain applies a batch of pending inbound events, schedules the timers of
-the tasks that changed, then claims a batch of outbox rows and delivers them; while work
+one `drain_job`. In ONE transaction a drain applies a batch of pending inbound events,
+schedules the timers of the tasks that changed and claims a batch of outbox rows (the
+notifications it just queued among them); after the commit it sends those rows. While work
 remains it asks for another drain, so that drains interleave with the other jobs and every
-worker takes a share. Nothing depends on Redis keeping anything: the sweeper asks for a
-drain whenever the database holds free work, and frees the rows of a job that is gone.
+worker takes a share. On SQLite, one transaction per drain means one wait for the writer
+lock, and the sends of one worker overlap the transaction of the other. Nothing depends on
+Redis keeping anything: the sweeper asks for a drain whenever the database holds free work,
+and frees the rows of a job that is gone.
 
 Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
 message and per notification capped a worker at a few dozen messages per second.
@@ -16,10 +19,12 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from bot.jobs import FAILURE_TTL, JOB_TIMEOUT, make_job_id
 from bot.services import Services
@@ -86,29 +91,31 @@ def drain(services: Services) -> Drained:
 
 def drain_once(services: Services, *, owner: str, request_more: bool = True) -> Drained:
     """One batch of each kind of work, claimed for `owner` (a job id); asks for another
-    drain when a batch was full. Never raises: a failed step is logged and left for later."""
-    from bot.delivery import deliver_pending  # delivery and processing request drains
-    from bot.processing import process_pending
+    drain when a batch was full. Never raises: what fails is logged and left for later."""
+    from bot.delivery import claim_outbox, send_claimed  # both request drains
+    from bot.processing import apply_pending, schedule_retries
 
     try:
         services.redis.delete(WAITING_KEY)  # from now on, new work enqueues another drain
     except (RedisError, OSError) as exc:
         log.warning("drain: Redis unavailable (%s)", exc)
-    done = Drained()
-    steps = (
-        ("events", lambda: process_pending(services, limit=EVENT_BATCH), EVENT_BATCH),
-        ("timers", lambda: schedule_changed_timers(services, limit=TIMER_BATCH), TIMER_BATCH),
-        ("outbox", lambda: deliver_pending(services, owner=owner, limit=OUTBOX_BATCH),
-         OUTBOX_BATCH),
-    )
-    for name, step, batch in steps:
-        try:
-            count = step()
-        except Exception:  # the database or Redis is down: the sweeper asks again later
-            log.exception("drain: the %s step failed; it will run again", name)
-            continue
-        setattr(done, name, count)
-        done.more = done.more or count >= batch
+    now = utcnow()
+    try:
+        with services.db.transaction() as session:
+            applied = apply_pending(session, services, limit=EVENT_BATCH, now=now)
+            timers = _schedule_changed_timers(session, services, limit=TIMER_BATCH, now=now)
+            rows = claim_outbox(session, owner=owner, limit=OUTBOX_BATCH, now=now)
+    except Exception:  # the database is down: the sweeper asks again later
+        log.exception("drain: the transaction failed; its work stays for a later drain")
+        return Drained()
+    schedule_retries(services, applied, now)
+    try:
+        send_claimed(services, rows)
+    except Exception:  # the rows stay claimed by this job: the sweeper frees them
+        log.exception("drain: sending failed")
+    done = Drained(events=applied.taken, timers=timers, outbox=len(rows))
+    done.more = (done.events >= EVENT_BATCH or done.timers >= TIMER_BATCH
+                 or done.outbox >= OUTBOX_BATCH)
     if done.more and request_more:
         request_drain(services)
     return done
@@ -126,32 +133,33 @@ def has_work(services: Services) -> bool:
                 or session.scalar(select(Task.id).where(_STALE_TIMERS).limit(1)) is not None)
 
 
-def schedule_changed_timers(services: Services, *, limit: int) -> int:
-    """Schedules the timers of tasks whose generation moved on; returns how many tasks."""
+def _schedule_changed_timers(session: Session, services: Services, *, limit: int,
+                             now: datetime) -> int:
+    """Schedules the timers of tasks whose generation moved on; returns how many tasks.
+    Without Redis the claim is rolled back (a savepoint) and a later drain tries again."""
     from bot.timers import schedule_timers, settle_pauses  # timers import dispatch
 
-    with services.db.transaction(readonly=True) as session:  # mostly nothing to do: no lock
-        if session.scalar(select(Task.id).where(_STALE_TIMERS).limit(1)) is None:
-            return 0
-    with services.db.transaction() as session:
-        ids = list(session.scalars(
-            select(Task.id).where(_STALE_TIMERS).order_by(Task.id).limit(limit)
-        ))
-        if not ids:
-            return 0
-        claimed = session.scalars(
-            update(Task)
-            .where(Task.id.in_(ids), _STALE_TIMERS)
-            .values(scheduled_generation=Task.timer_generation)
-            .returning(Task.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        now, config = utcnow(), services.rules.current
-        tasks = list(session.scalars(select(Task).where(Task.id.in_(claimed))))
-        for task in tasks:
-            settle_pauses(session, config, task)
-        schedule_timers(services, tasks, now=now)
-    return len(ids)
+    ids = list(session.scalars(select(Task.id).where(_STALE_TIMERS).order_by(Task.id)
+                               .limit(limit)))
+    if not ids:
+        return 0
+    try:
+        with session.begin_nested():
+            claimed = session.scalars(  # another drain may have taken some meanwhile
+                update(Task).where(Task.id.in_(ids), _STALE_TIMERS)
+                .values(scheduled_generation=Task.timer_generation)
+                .returning(Task.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            tasks = list(session.scalars(select(Task).where(Task.id.in_(claimed))))
+            config = services.rules.current
+            for task in tasks:
+                settle_pauses(session, config, task)
+            schedule_timers(services, tasks, now=now)
+    except (RedisError, OSError) as exc:
+        log.warning("drain: timers not scheduled, Redis unavailable (%s)", exc)
+        return 0
+    return len(claimed)
 
 
 def _local_owner() -> str:

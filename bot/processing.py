@@ -1,7 +1,7 @@
 """Processing stored inbound events: the use case that turns customer messages into work.
 
-A drain calls `process_pending`: it takes a batch of pending events and applies them in ONE
-transaction, a savepoint per event, in each customer's WhatsApp timestamp order. Everything a
+A drain calls `apply_pending` in its transaction: it takes a batch of pending events and
+applies them, a savepoint per event, in each customer's WhatsApp timestamp order. Everything a
 message changes (contact, message, task, audit, outbox, the event's own status) commits
 together, so a crash loses nothing and a re-run is a no-op or a redo. An event that fails is
 counted and handed to its own retry job (`process_event_job`) after a growing delay; after
@@ -10,7 +10,7 @@ by `opsbot events failed`.
 """
 
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
@@ -42,28 +42,61 @@ CONFLICT_RETRIES = 3
 RETRY_DELAYS = (2, 10, 30, 120, 600)  # seconds before the retry that follows failure n
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
-Select = Callable[[Session], list[InboundEvent]]
-
-
 class RetryLater(Exception):
     """The event cannot be applied yet (e.g. a status for a send not yet recorded)."""
 
 
-def process_pending(services: Services, *, limit: int, now: datetime | None = None) -> int:
-    """Applies up to `limit` pending events that no job holds; returns how many it took."""
-    return len(_process(services, lambda session: lock_free_events(session, limit=limit), now))
+@dataclass
+class Applied:
+    """What `apply_events` did: how many events it took, each outcome, and the events to
+    retry later (`schedule_retries` enqueues their jobs once the transaction committed)."""
+
+    taken: int = 0
+    outcomes: dict[int, str] = field(default_factory=dict)
+    retries: list[InboundEvent] = field(default_factory=list)
+
+
+def apply_pending(session: Session, services: Services, *, limit: int,
+                  now: datetime) -> Applied:
+    """Applies up to `limit` pending events that no job holds."""
+    return apply_events(session, services, lock_free_events(session, limit=limit), now=now)
+
+
+def apply_events(session: Session, services: Services, taken: list[InboundEvent], *,
+                 now: datetime) -> Applied:
+    """Applies `taken` (locked in this transaction) after the same customers' earlier
+    pending messages, each in a savepoint."""
+    applied = Applied(taken=len(taken))
+    events = taken + earlier_pending_events(session, events=taken)
+    for event in sorted(events, key=_customer_order):
+        applied.outcomes[event.id] = _process_one(session, services, event, now,
+                                                  applied.retries)
+    for event in applied.retries:
+        hand_over(session, InboundEvent, [event.id], owner=_retry_job_id(event), now=now)
+    return applied
+
+
+def schedule_retries(services: Services, applied: Applied, now: datetime) -> None:
+    """Enqueues the retry job of each event that failed (after the commit)."""
+    for event in applied.retries:
+        delay = RETRY_DELAYS[min(event.attempts, len(RETRY_DELAYS)) - 1]
+        try:
+            services.jobs.enqueue(PROCESS_EVENT, event.id, job_id=_retry_job_id(event),
+                                  at=now + timedelta(seconds=delay))
+        except (RedisError, OSError) as exc:  # the sweeper frees the event once its job is gone
+            log.warning("inbound event %s: cannot schedule its retry (%s)", event.id, exc)
 
 
 def process_event(services: Services, event_id: int, *, now: datetime | None = None) -> str:
     """Applies one event (after the same customer's earlier pending messages). Returns what
     happened: "created", "threaded", "duplicate", "status", "failed", "retrying",
     "already processed", "missing"…"""
-
-    def select_one(session: Session) -> list[InboundEvent]:
+    now = now or utcnow()
+    with services.db.transaction() as session:
         event = get_event(session, event_id=event_id, for_update=True)
-        return [event] if event is not None else []
-
-    return _process(services, select_one, now).get(event_id, "missing")
+        applied = apply_events(session, services, [event] if event else [], now=now)
+    schedule_retries(services, applied, now)
+    return applied.outcomes.get(event_id, "missing")
 
 
 def process_event_job(event_id: int) -> str:
@@ -76,24 +109,6 @@ def process_event_job(event_id: int) -> str:
     outcome = process_event(services, event_id)
     request_drain(services)
     return outcome
-
-
-def _process(services: Services, select: Select, now: datetime | None) -> dict[int, str]:
-    """Applies the selected events in one transaction; returns the outcome of each of them
-    (and of the earlier messages applied first)."""
-    now = now or utcnow()
-    outcomes: dict[int, str] = {}
-    retries: list[InboundEvent] = []
-    with services.db.transaction() as session:
-        taken = select(session)
-        events = taken + earlier_pending_events(session, events=taken)
-        for event in sorted(events, key=_customer_order):
-            outcomes[event.id] = _process_one(session, services, event, now, retries)
-        for event in retries:
-            hand_over(session, InboundEvent, [event.id], owner=_retry_job_id(event), now=now)
-    for event in retries:
-        _schedule_retry(services, event, now)
-    return outcomes
 
 
 def _customer_order(event: InboundEvent) -> tuple[datetime, int]:
@@ -145,15 +160,6 @@ def _is_conflict(exc: Exception) -> bool:
 
 def _retry_job_id(event: InboundEvent) -> str:
     return make_job_id("event", event.id, "retry", event.attempts)
-
-
-def _schedule_retry(services: Services, event: InboundEvent, now: datetime) -> None:
-    delay = RETRY_DELAYS[min(event.attempts, len(RETRY_DELAYS)) - 1]
-    try:
-        services.jobs.enqueue(PROCESS_EVENT, event.id, job_id=_retry_job_id(event),
-                              at=now + timedelta(seconds=delay))
-    except (RedisError, OSError) as exc:  # the sweeper frees the event once its job is gone
-        log.warning("inbound event %s: cannot schedule its retry (%s)", event.id, exc)
 
 
 def _apply(session, services: Services, event: InboundEvent, now: datetime) -> str:

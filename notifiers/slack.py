@@ -89,6 +89,8 @@ class SlackSender:
 
     token: str = field(repr=False)  # never in logs
     base_url: str  # the Slack host, `SLACK_API_BASE_URL`
+    # user id -> DM channel id: conversations.open answers the same channel every time
+    dm_channels: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def client(self) -> WebClient:
         return WebClient(token=self.token, base_url=web_api_url(self.base_url))
@@ -99,13 +101,23 @@ class SlackSender:
         Raises TransientDeliveryError or PermanentDeliveryError.
         """
         web = self.client()
-        with _translated_errors():
+        try:
+            with _translated_errors():
+                if user:
+                    channel = self._dm_channel(web, user)
+                if not channel:
+                    raise PermanentDeliveryError("no Slack user or channel to post to")
+                posted = web.chat_postMessage(channel=channel, **card)
+        except (PermanentDeliveryError, TransientDeliveryError):
             if user:
-                channel = web.conversations_open(users=user)["channel"]["id"]
-            if not channel:
-                raise PermanentDeliveryError("no Slack user or channel to post to")
-            posted = web.chat_postMessage(channel=channel, **card)
+                self.dm_channels.pop(user, None)  # the next attempt opens the DM again
+            raise
         return str(posted["channel"]), str(posted["ts"])
+
+    def _dm_channel(self, web: WebClient, user: str) -> str:
+        if user not in self.dm_channels:
+            self.dm_channels[user] = web.conversations_open(users=user)["channel"]["id"]
+        return self.dm_channels[user]
 
     def update(self, *, channel: str, message_id: str, card: dict) -> None:
         """Replaces the card posted as (channel, ts). Raises like `send`."""

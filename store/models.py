@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -101,10 +102,16 @@ class AgentState(Base):
     last_assigned_at: Mapped[datetime | None]
 
 
+TIMERS_TO_SCHEDULE = "scheduled_generation IS NULL OR scheduled_generation != timer_generation"
+
+
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_status_assignee", "status", "assignee_id"),
+        # the few tasks whose timers are still to schedule (drains look every time)
+        Index("ix_tasks_timers_to_schedule", "id", sqlite_where=text(TIMERS_TO_SCHEDULE),
+              postgresql_where=text(TIMERS_TO_SCHEDULE)),
         {"sqlite_autoincrement": True},  # numbers are never reused, even after a delete
     )
 
