@@ -3,15 +3,14 @@
 Runs `opsbot serve` and two `opsbot worker` processes on the embedded defaults (SQLite; Redis
 at 127.0.0.1:6379 when it answers, else an embedded one) against the sandbox APIs, drives an
 open-loop load of signed webhooks (20 % of them redeliveries of an earlier one) at each rate
-from a separate process (so that the load generator does not slow the sandbox APIs, which
-run in this one), and prints the webhook-to-agent-notification latency p50/p99, plus lost
+from a separate process (`bench/loadgen.py`; separate so that it does not slow the sandbox
+APIs, which run in this one), and prints the webhook-to-agent-notification latency p50/p99, plus lost
 and duplicated tasks and notifications.
 
     python bench/e2e_bench.py [--rates 100,300] [--seconds 10]
 """
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import random
@@ -22,11 +21,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import httpx
+import loadgen  # bench/loadgen.py, beside this script
 from sqlalchemy import func, select
 
 from sandbox.graph import FakeGraph
-from sandbox.inbound import whatsapp_message, whatsapp_signature
+from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
 from sandbox.stack import (
     PHONE_ID,
@@ -58,44 +57,27 @@ rules:
 """
 
 
-async def drive(port: int, rate: int, seconds: float, sent: dict[str, float]) -> int:
-    """Open loop: request i leaves at start + i/rate whatever the answers; returns non-200s."""
-    total, bodies, failures = int(rate * seconds), [], 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                 timeout=30) as client:
-        start = time.perf_counter()
-
-        async def post(raw: bytes, wamid: str | None) -> None:
-            nonlocal failures
-            headers = {"Content-Type": "application/json",
-                       "X-Hub-Signature-256": whatsapp_signature(raw, WHATSAPP_SECRET)}
-            if wamid:
-                sent[wamid] = time.time()
-            response = await client.post("/webhooks/whatsapp", content=raw, headers=headers)
-            failures += response.status_code != 200
-
-        tasks = []
-        for i in range(total):
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            if bodies and random.random() < 0.2:
-                raw, wamid = random.choice(bodies), None  # a redelivery
-            else:
-                phone = f"34{rate:03d}{i:07d}"
-                body = whatsapp_message(wa_id=phone, name=f"Cliente {i}", phone_id=PHONE_ID,
-                                        message={"type": "text", "text": {"body": "¿Stock?"}})
-                raw = json.dumps(body).encode()
-                wamid = body["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-                bodies.append(raw)
-            tasks.append(asyncio.create_task(post(raw, wamid)))
-        await asyncio.gather(*tasks)
-    return failures
-
-
 def load(port: int, rate: int, seconds: float) -> tuple[int, dict[str, float]]:
-    """Runs `drive` (in the load generator's process); returns non-200s and send times."""
-    sent: dict[str, float] = {}
-    return asyncio.run(drive(port, rate, seconds, sent)), sent
+    """Runs in the load generator's process: builds every signed request first (one new
+    customer per message, 20 % redeliveries of an earlier body), then sends request i at
+    start + i/rate whatever the answers. Returns the non-200 answers and, per wamid, the
+    wall-clock time its first delivery was due."""
+    requests, wamids = [], []
+    for i in range(int(rate * seconds)):
+        if requests and random.random() < 0.2:
+            requests.append(random.choice(requests))  # a redelivery
+            wamids.append(None)
+            continue
+        body = whatsapp_message(wa_id=f"34{rate:03d}{i:07d}", name=f"Cliente {i}",
+                                phone_id=PHONE_ID,
+                                message={"type": "text", "text": {"body": "¿Stock?"}})
+        requests.append(loadgen.signed_post(json.dumps(body).encode(),
+                                            host=f"127.0.0.1:{port}", secret=WHATSAPP_SECRET))
+        wamids.append(body["entry"][0]["changes"][0]["value"]["messages"][0]["id"])
+    results, _ = loadgen.run(port, requests, concurrency=64, rate=rate)
+    sent = {wamid: result.sent_at for wamid, result in zip(wamids, results, strict=True)
+            if wamid}
+    return sum(1 for result in results if result.status != 200), sent
 
 
 def measure(db: Database, slack: FakeSlack, sent: dict[str, float], wait: float) -> dict:
@@ -183,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"e2e_bench: SQLite, Redis {_local_redis() or 'embedded'}, 1 web + 2 workers, "
           f"{args.seconds:.0f} s per rate, 20 % redeliveries, open loop from its own process "
-          "(asyncio + httpx)")
+          "(bench/loadgen.py: raw HTTP/1.1, keep-alive)")
     for rate in (int(r) for r in args.rates.split(",")):
         r = run_rate(rate, args.seconds, _local_redis())  # a flushed Redis for each rate
         print(f"{r['rate']:>4} msg/s: webhook→agent notification p50 {r['p50_ms']:.0f} ms, "

@@ -1,8 +1,9 @@
 """WhatsApp intake over HTTP: accepted messages/s, ack latency, webhook-to-task latency.
 
 The app runs in its own process (uvicorn, SQLite, a real Redis); this process is the load
-generator: a raw-socket asyncio HTTP/1.1 client with keep-alive connections (no wrk here),
-sending bodies signed with the app secret, one message per webhook, unique wamids.
+generator (`bench/loadgen.py`: a raw-socket asyncio HTTP/1.1 client with keep-alive
+connections; no wrk here), sending bodies signed with the app secret, one message per
+webhook, unique wamids.
 
 Phases (one fresh SQLite database per run):
   1. tasks:      --task-rate msgs/s for --task-seconds with a worker running; p50/p99 from
@@ -18,9 +19,6 @@ Run: .venv/bin/python bench/intake_bench.py [--messages 20000] [--rate 1000] [--
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
-import hmac
 import json
 import os
 import sqlite3
@@ -35,6 +33,8 @@ from pathlib import Path
 
 import httpx
 
+import loadgen  # bench/loadgen.py, beside this script
+from sandbox.inbound import whatsapp_message
 from sandbox.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,72 +61,17 @@ class Phase:
 def signed_request(n: int, *, run: str, at: int, host: str) -> bytes:
     """The bytes of one POST carrying message `n` (its own customer and wamid)."""
     wa_id = f"34{600000000 + n}"
-    message = {"from": wa_id, "id": f"wamid.BENCH{run}{n:09d}", "timestamp": str(at),
-               "type": "text", "text": {"body": f"Hola, mi pedido {n} no ha llegado"}}
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
-             "contacts": [{"profile": {"name": f"Cliente {n}"}, "wa_id": wa_id}],
-             "messages": [message]}
-    body = json.dumps({"object": "whatsapp_business_account", "entry": [
-        {"id": "WABA", "changes": [{"value": value, "field": "messages"}]}]}).encode()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    head = (f"POST /webhooks/whatsapp HTTP/1.1\r\nHost: {host}\r\n"
-            f"Content-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
-    return head.encode() + body
-
-
-async def _exchange(reader, writer, request: bytes) -> int:
-    writer.write(request)
-    status_line = await reader.readline()
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    return int(status_line.split()[1])
-
-
-async def _connection(port: int, jobs: asyncio.Queue, results: list) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:
-            item = await jobs.get()
-            if item is None:
-                return
-            request, scheduled = item
-            start, wall = scheduled or time.perf_counter(), time.time()
-            status = await _exchange(reader, writer, request)
-            results.append((status, time.perf_counter() - start, wall))
-    finally:
-        writer.close()
-
-
-async def drive(port: int, requests: list[bytes], *, concurrency: int,
-                rate: float | None) -> tuple[list, float]:
-    """Sends `requests` (closed loop, or open loop at `rate`/s); returns results, seconds."""
-    jobs: asyncio.Queue = asyncio.Queue()
-    results: list = []
-    workers = [asyncio.create_task(_connection(port, jobs, results)) for _ in range(concurrency)]
-    began = time.perf_counter()
-    for i, request in enumerate(requests):
-        if rate:
-            due = began + i / rate
-            if (delay := due - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            jobs.put_nowait((request, due))
-        else:
-            jobs.put_nowait((request, None))
-    for _ in workers:
-        jobs.put_nowait(None)
-    await asyncio.gather(*workers)
-    return results, time.perf_counter() - began
+    body = whatsapp_message(wa_id=wa_id, name=f"Cliente {n}", phone_id=PHONE_ID, timestamp=at,
+                            wamid=f"wamid.BENCH{run}{n:09d}",
+                            message={"type": "text",
+                                     "text": {"body": f"Hola, mi pedido {n} no ha llegado"}})
+    return loadgen.signed_post(json.dumps(body).encode(), host=host, secret=SECRET)
 
 
 def run_phase(name, port, requests, *, concurrency, rate=None) -> tuple[Phase, list]:
-    results, seconds = asyncio.run(drive(port, requests, concurrency=concurrency, rate=rate))
-    ok = sum(1 for status, _, _ in results if status == 200)
-    return Phase(name, len(requests), ok, seconds, [lat for _, lat, _ in results]), results
+    results, seconds = loadgen.run(port, requests, concurrency=concurrency, rate=rate)
+    ok = sum(1 for result in results if result.status == 200)
+    return Phase(name, len(requests), ok, seconds, [r.latency for r in results]), results
 
 
 def pct(values: list[float], p: float) -> float:
@@ -186,7 +131,7 @@ def stop(process: subprocess.Popen) -> None:
 def task_latencies(database: Path, results: list, wamids: list[str], *,
                    timeout: float) -> list[float]:
     """Seconds from each POST to its task's creation, once every task exists."""
-    sent = {wamid: wall for wamid, (_, _, wall) in zip(wamids, results, strict=True)}
+    sent = {wamid: result.sent_at for wamid, result in zip(wamids, results, strict=True)}
     deadline = time.monotonic() + timeout
     rows: list = []
     while time.monotonic() < deadline:
