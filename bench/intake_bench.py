@@ -32,8 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-
 import loadgen  # bench/loadgen.py, beside this script
+
 from sandbox.inbound import whatsapp_message
 from sandbox.stack import free_port
 

@@ -1,12 +1,12 @@
 """Processing cost per customer message: stored webhooks applied in batches, on SQLite.
 
-Inserts N inbound events shaped like real webhooks, then applies them the way a drain does:
-batches of 25 in ONE transaction, a savepoint per message (`apply_message` + the event marked
-processed). Two scenarios: (a) N new customers (new task, routed, "assigned" queued) and
-(b) the same customers writing again (the follow-up threads into their open task). Prints
+Inserts N inbound events shaped like real webhooks, then applies them as a drain does
+(`bot.processing.apply_pending`, batches of 25 in ONE transaction). Two scenarios: (a) N
+new customers (new task, routed, "assigned" queued) and (b) the same customers writing
+again (the follow-up threads into their open task). Prints
 ms/message for the whole loop (timed without listeners) and for `apply_message` alone, then
-SQL statements and ORM flushes per message (counted in a separate run). No Redis, no
-Services: a session, the rules and the messages.
+SQL statements and ORM flushes per message (counted in a separate run). No Redis: a
+session, the rules and the messages.
 
     python bench/processing_bench.py [--messages 1000] [--batch 25] [--rounds 3]
 """
@@ -18,20 +18,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bot.processing  # noqa: E402
 from bench.e2e_bench import RULES  # noqa: E402
-from bot.customer_messages import apply_message  # noqa: E402
-from bot.inbound import read_message  # noqa: E402
+from bot.processing import apply_message, apply_pending  # noqa: E402
 from bot.webhooks.whatsapp import event_rows  # noqa: E402
 from rules import RulesHolder  # noqa: E402
 from sandbox.inbound import whatsapp_message  # noqa: E402
 from sandbox.stack import PHONE_ID  # noqa: E402
 from store.db import Database, upgrade_database  # noqa: E402
-from store.inbound import insert_events, lock_free_events, mark_processed  # noqa: E402
+from store.inbound import insert_events  # noqa: E402
 from store.types import utcnow  # noqa: E402
 
 
@@ -64,47 +65,48 @@ def store_messages(db: Database, count: int, text: str, start: int) -> None:
         insert_events(session, rows=rows)
 
 
-def drain(db: Database, config, batch: int, counters: Counters, *, count: bool) -> dict:
-    """Applies every pending event, `batch` per transaction; returns the outcome counts."""
+def drain(db: Database, services, batch: int, counters: Counters, *, count: bool) -> dict:
+    """Applies every pending event as a drain does (`apply_pending`, `batch` per
+    transaction); returns the outcome counts."""
     outcomes: dict[str, int] = {}
     while True:
         with db.transaction() as session:
             if count:
                 event.listen(session, "after_flush", counters.on_flush)
-            events = lock_free_events(session, limit=batch)
-            now = utcnow()
-            for item in events:
-                try:
-                    with session.begin_nested():
-                        outcome = _apply(session, config, item, now, counters)
-                        mark_processed(item, now=now)
-                except Exception:
-                    session.info.clear()
-                    raise
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        if not events:
+            applied = apply_pending(session, services, limit=batch, now=utcnow())
+        for outcome in applied.outcomes.values():
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if not applied.taken:
             return outcomes
 
 
-def _apply(session, config, item, now, counters: Counters) -> str:
-    message = read_message(item.raw_body)
-    counters.applying = True
-    started = time.perf_counter()
-    try:
-        return apply_message(session, config=config, message=message, now=now)
-    finally:
-        counters.apply_seconds += time.perf_counter() - started
-        counters.applying = False
+def timed(apply, counters: Counters):
+    """`apply_message`, counting its time and statements in `counters`."""
+
+    def apply_message(*args, **kwargs):
+        counters.applying = True
+        started = time.perf_counter()
+        try:
+            return apply(*args, **kwargs)
+        finally:
+            counters.apply_seconds += time.perf_counter() - started
+            counters.applying = False
+
+    return apply_message
 
 
-def run_scenario(db: Database, config, *, count: int, batch: int, text: str, start: int,
+def run_scenario(db: Database, services, *, count: int, batch: int, text: str, start: int,
                  counting: bool) -> dict:
     store_messages(db, count, text, start)
     counters = Counters()
     if counting:
         event.listen(db.engine, "before_cursor_execute", counters.on_statement)
     started = time.perf_counter()
-    outcomes = drain(db, config, batch, counters, count=counting)
+    bot.processing.apply_message = timed(apply_message, counters)
+    try:
+        outcomes = drain(db, services, batch, counters, count=counting)
+    finally:
+        bot.processing.apply_message = apply_message
     elapsed = time.perf_counter() - started
     if counting:
         event.remove(db.engine, "before_cursor_execute", counters.on_statement)
@@ -119,16 +121,16 @@ def run_round(count: int, batch: int, *, counting: bool = False) -> dict[str, di
     with tempfile.TemporaryDirectory(prefix="opsbot-processing-") as tmp:
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(RULES)
-        config = RulesHolder(rules).current
+        services = SimpleNamespace(rules=RulesHolder(rules))  # all that processing reads
         url = f"sqlite:///{tmp}/opsbot.db"
         upgrade_database(url)
         db = Database(url)
         start = int(time.time()) - 2 * count - 60
         scenario = {"count": count, "batch": batch, "counting": counting}
         results = {
-            "new customers": run_scenario(db, config, text="¿Tenéis stock?", start=start,
+            "new customers": run_scenario(db, services, text="¿Tenéis stock?", start=start,
                                           **scenario),
-            "repeat customers": run_scenario(db, config, text="Es el pedido 4411",
+            "repeat customers": run_scenario(db, services, text="Es el pedido 4411",
                                              start=start + count, **scenario),
         }
         db.dispose()
@@ -142,7 +144,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"processing_bench: SQLite, {args.messages} messages per scenario, batches of "
-          f"{args.batch} (one transaction, a savepoint per message), median of {args.rounds}")
+          f"{args.batch} (one transaction each, as a drain), median of {args.rounds}")
     counted = run_round(min(args.messages, 200), args.batch, counting=True)
     rounds = [run_round(args.messages, args.batch) for _ in range(args.rounds)]
     for name, counts in counted.items():

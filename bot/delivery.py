@@ -1,19 +1,19 @@
 """Delivering outbox rows: agent cards on Slack/Telegram, customer messages on WhatsApp.
 
-A drain claims a batch of rows in its transaction (`claim_outbox`), then sends each once
-(`send_claimed`). A row whose
-send fails is handed to its own RQ job, `deliver_job(outbox_id)`: errors worth retrying are
-retried a few times in the job (short back-off, 429 Retry-After waited out), then by RQ's
-`Retry` (the job raises); after `MAX_RUNS` failed runs, or at once for a permanent refusal,
-an agent notification falls back to the agent's other channel, else it is marked failed with
-a `delivery_failed` audit event. A row already sent is left alone.
+A drain claims a batch of rows in its transaction (`claim_outbox`), sends each once after the
+commit (`send_claimed`) and records what happened in its next transaction (`record_sends`).
+A row whose send fails is handed to its own RQ job, `deliver_job(outbox_id)`: errors worth
+retrying are retried a few times in the job (short back-off, 429 Retry-After waited out),
+then by RQ's `Retry` (the job raises); after `MAX_RUNS` failed runs, or at once for a
+permanent refusal, an agent notification falls back to the agent's other channel, else it is
+marked failed with a `delivery_failed` audit event. A row already sent is left alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,36 +74,58 @@ def claim_outbox(session: Session, *, owner: str, limit: int,
     return list(session.scalars(query))
 
 
-def send_claimed(services: Services, rows: list[OutboxMessage]) -> None:
-    """Sends each claimed row once and records it sent; a row whose send fails goes to its
-    own `deliver_job`."""
-    sent: dict[int, dict[str, Any]] = {}
-    failed = []
+@dataclass
+class Sends:
+    """What sending claimed rows did, still to record (`record_sends`): until then the rows
+    stay claimed by the drain, so that nobody sends them again."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)  # `_sent_values` of each row
+    failed: list[int] = field(default_factory=list)  # rows for their own `deliver_job`
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.failed)
+
+
+def send_claimed(services: Services, rows: list[OutboxMessage]) -> Sends:
+    """Sends each claimed row once; returns what to record (a drain records it in its next
+    transaction)."""
+    sends, sent_ids = Sends(), set()
     for row in rows:
-        if row.kind == NotificationKind.CARD_UPDATE and row.payload.get("card_id") in sent:
-            _record_sent(services, list(sent.values()))  # the update needs the card's ids
-            sent.clear()
+        if row.kind == NotificationKind.CARD_UPDATE and row.payload.get("card_id") in sent_ids:
+            finish_sends(services, sends)  # the update reads the card's ids from its row
+            sends, sent_ids = Sends(), set()
         try:
             chat_id, message_id = _send_once(services, row)
         except Exception as exc:  # the row's own job retries, waits or falls back
             log.info("outbox %s: %s; handing it to its own job", row.id, exc)
-            failed.append(row.id)
+            sends.failed.append(row.id)
             continue
-        sent[row.id] = _sent_values(row, chat_id=chat_id, message_id=message_id)
-    _record_sent(services, list(sent.values()), failed=failed)
-    for row_id in failed:
+        sends.sent.append(_sent_values(row, chat_id=chat_id, message_id=message_id))
+        sent_ids.add(row.id)
+    return sends
+
+
+def record_sends(session: Session, sends: Sends, *, now: datetime) -> None:
+    """Marks the sent rows sent and hands the failed ones to their own jobs (enqueued by
+    `enqueue_failed` once this transaction committed)."""
+    if sends.sent:
+        session.execute(update(OutboxMessage), sends.sent)
+    for row_id in sends.failed:
+        hand_over(session, OutboxMessage, [row_id], owner=outbox_job_id(row_id), now=now)
+
+
+def enqueue_failed(services: Services, sends: Sends) -> None:
+    for row_id in sends.failed:
         _enqueue(services, row_id, job_id=outbox_job_id(row_id))
 
 
-def _record_sent(services: Services, sent: list[dict[str, Any]], *,
-                 failed: Sequence[int] = ()) -> None:
-    """Marks rows sent (`_sent_values`) and hands the `failed` ones to their own jobs."""
+def finish_sends(services: Services, sends: Sends) -> None:
+    """Records `sends` in a transaction of its own, then enqueues the failed rows' jobs."""
+    if not sends:
+        return
     with services.db.transaction() as session:
-        if sent:
-            session.execute(update(OutboxMessage), sent)
-        for row_id in failed:
-            hand_over(session, OutboxMessage, [row_id], owner=outbox_job_id(row_id),
-                      now=utcnow())
+        record_sends(session, sends, now=utcnow())
+    enqueue_failed(services, sends)
 
 
 def _enqueue(services: Services, outbox_id: int, *, job_id: str, at=None) -> None:

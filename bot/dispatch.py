@@ -2,24 +2,29 @@
 
 Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain` after its
 commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
-one `drain_job`. In ONE transaction a drain applies a batch of pending inbound events,
-schedules the timers of the tasks that changed and claims a batch of outbox rows (the
-notifications it just queued among them); after the commit it sends those rows. While work
-remains it asks for another drain, so that drains interleave with the other jobs and every
-worker takes a share. On SQLite, one transaction per drain means one wait for the writer
-lock, and the sends of one worker overlap the transaction of the other. Nothing depends on
-Redis keeping anything: the sweeper asks for a drain whenever the database holds free work,
-and frees the rows of a job that is gone.
+one `drain_job`. A drain works step after step while there is work, for up to
+DRAIN_SECONDS, then makes way for the other jobs (asking for another drain if work remains),
+so that every worker takes a share. In ONE transaction a step records what the previous
+step sent, applies a batch of pending inbound events, schedules the timers of the tasks that
+changed and claims a batch of outbox rows (the notifications it just queued among them);
+after the commit it sends those rows. On SQLite, one transaction per step means one wait
+for the writer lock, and the sends of one worker overlap the transaction of the other.
+Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
+database holds free work, and frees the rows of a job that is gone.
 
 Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
 message and per notification capped a worker at a few dozen messages per second.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 from rq import get_current_job
@@ -32,6 +37,9 @@ from store.claims import has_free
 from store.models import InboundEvent, OutboxMessage, Task
 from store.types import utcnow
 
+if TYPE_CHECKING:
+    from bot.delivery import Sends
+
 log = logging.getLogger(__name__)
 
 DRAIN = "bot.dispatch.drain_job"
@@ -40,6 +48,7 @@ WAITING_TTL = 10  # seconds; a waiting drain lost with Redis blocks new requests
 EVENT_BATCH = 25
 OUTBOX_BATCH = 50
 TIMER_BATCH = 500
+DRAIN_SECONDS = 1.0  # a drain job then makes way for the other jobs in the queue
 
 
 @dataclass
@@ -47,11 +56,21 @@ class Drained:
     events: int = 0
     timers: int = 0
     outbox: int = 0
-    more: bool = False  # a batch was full: work remains
+    more: bool = False  # the last batch was full: work remains
 
     def __str__(self) -> str:
         return (f"{self.events} event(s), {self.timers} task(s) with new timers, "
                 f"{self.outbox} outbox row(s)")
+
+    @property
+    def worked(self) -> bool:
+        return bool(self.events or self.timers or self.outbox)
+
+    def add(self, step: Drained) -> None:
+        self.events += step.events
+        self.timers += step.timers
+        self.outbox += step.outbox
+        self.more = step.more
 
 
 def request_drain(services: Services) -> None:
@@ -70,29 +89,46 @@ def request_drain(services: Services) -> None:
 
 
 def drain_job() -> str:
-    """RQ entry point: one round of work (see `drain_once`)."""
+    """RQ entry point: batches of work for up to DRAIN_SECONDS (see `run_drain`)."""
     from bot.runtime import current_services
 
     job = get_current_job()
-    return str(drain_once(current_services(), owner=job.id if job else _local_owner()))
+    owner = job.id if job else _local_owner()
+    return str(run_drain(current_services(), owner=owner, seconds=DRAIN_SECONDS))
 
 
 def drain(services: Services) -> Drained:
     """Works in this process until nothing is left (tests, `--burst` style callers)."""
-    owner, total = _local_owner(), Drained()
+    return run_drain(services, owner=_local_owner(), seconds=None)
+
+
+def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drained:
+    """Works batch after batch, claimed for `owner` (a job id), while there is work and for
+    at most `seconds` (None: no limit); asks for another drain when the last batch was full.
+    Never raises: what fails is logged and left for later."""
+    from bot.delivery import Sends, finish_sends
+
+    deadline = None if seconds is None else time.monotonic() + seconds
+    total, sends = Drained(), Sends()
     while True:
-        step = drain_once(services, owner=owner, request_more=False)
-        total.events += step.events
-        total.timers += step.timers
-        total.outbox += step.outbox
-        if not step.more:
-            return total
+        step, sends = _step(services, owner=owner, sends=sends)
+        total.add(step)
+        if not step.worked or (deadline is not None and time.monotonic() >= deadline):
+            break
+    try:
+        finish_sends(services, sends)
+    except Exception:  # the rows stay claimed by this job: the sweeper frees them
+        log.exception("drain: cannot record %s send(s)", len(sends.sent) + len(sends.failed))
+    if total.more and seconds is not None:
+        request_drain(services)
+    return total
 
 
-def drain_once(services: Services, *, owner: str, request_more: bool = True) -> Drained:
-    """One batch of each kind of work, claimed for `owner` (a job id); asks for another
-    drain when a batch was full. Never raises: what fails is logged and left for later."""
-    from bot.delivery import claim_outbox, send_claimed  # both request drains
+def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:
+    """In ONE transaction: records the previous step's `sends`, applies a batch of events,
+    schedules the timers of the tasks that changed and claims a batch of outbox rows; after
+    the commit, sends those rows. Returns what it did and the sends still to record."""
+    from bot.delivery import Sends, claim_outbox, enqueue_failed, record_sends, send_claimed
     from bot.processing import apply_pending, schedule_retries
 
     try:
@@ -102,23 +138,24 @@ def drain_once(services: Services, *, owner: str, request_more: bool = True) -> 
     now = utcnow()
     try:
         with services.db.transaction() as session:
+            record_sends(session, sends, now=now)
             applied = apply_pending(session, services, limit=EVENT_BATCH, now=now)
             timers = _schedule_changed_timers(session, services, limit=TIMER_BATCH, now=now)
             rows = claim_outbox(session, owner=owner, limit=OUTBOX_BATCH, now=now)
     except Exception:  # the database is down: the sweeper asks again later
         log.exception("drain: the transaction failed; its work stays for a later drain")
-        return Drained()
+        return Drained(), sends
+    enqueue_failed(services, sends)
     schedule_retries(services, applied, now)
     try:
-        send_claimed(services, rows)
+        sent = send_claimed(services, rows)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: sending failed")
-    done = Drained(events=applied.taken, timers=timers, outbox=len(rows))
-    done.more = (done.events >= EVENT_BATCH or done.timers >= TIMER_BATCH
-                 or done.outbox >= OUTBOX_BATCH)
-    if done.more and request_more:
-        request_drain(services)
-    return done
+        sent = Sends()
+    step = Drained(events=applied.taken, timers=timers, outbox=len(rows))
+    step.more = (step.events >= EVENT_BATCH or step.timers >= TIMER_BATCH
+                 or step.outbox >= OUTBOX_BATCH)
+    return step, sent
 
 
 _STALE_TIMERS = or_(

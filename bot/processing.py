@@ -1,7 +1,8 @@
 """Processing stored inbound events: the use case that turns customer messages into work.
 
 A drain calls `apply_pending` in its transaction: it takes a batch of pending events and
-applies them, a savepoint per event, in each customer's WhatsApp timestamp order. Everything a
+applies them in each customer's WhatsApp timestamp order, in one savepoint (one per event
+when an event fails, so that only that one is set aside). Everything a
 message changes (contact, message, task, audit, outbox, the event's own status) commits
 together, so a crash loses nothing and a re-run is a no-op or a redo. An event that fails is
 counted and handed to its own retry job (`process_event_job`) after a growing delay; after
@@ -65,12 +66,23 @@ def apply_pending(session: Session, services: Services, *, limit: int,
 def apply_events(session: Session, services: Services, taken: list[InboundEvent], *,
                  now: datetime) -> Applied:
     """Applies `taken` (locked in this transaction) after the same customers' earlier
-    pending messages, each in a savepoint."""
+    pending messages: all in one savepoint, and when one of them fails, again one savepoint
+    per event so that only the failing one is set aside (a savepoint per event costs a fifth
+    of the processing, and failures are rare)."""
     applied = Applied(taken=len(taken))
-    events = taken + earlier_pending_events(session, events=taken)
-    for event in sorted(events, key=_customer_order):
-        applied.outcomes[event.id] = _process_one(session, services, event, now,
-                                                  applied.retries)
+    events = sorted(taken + earlier_pending_events(session, events=taken), key=_customer_order)
+    try:
+        with session.begin_nested():
+            for event in events:
+                applied.outcomes[event.id] = _apply_pending(session, services, event, now)
+    except Exception as exc:  # the batch is rolled back; the careful pass finds the culprit
+        session.info.clear()  # per-transaction caches may hold what was rolled back
+        log.info("a batch of %d event(s) met %s; applying them one by one", len(events),
+                 exc.__class__.__name__)
+        applied.outcomes.clear()
+        for event in events:
+            applied.outcomes[event.id] = _process_one(session, services, event, now,
+                                                      applied.retries)
     for event in applied.retries:
         hand_over(session, InboundEvent, [event.id], owner=_retry_job_id(event), now=now)
     return applied
@@ -115,15 +127,20 @@ def _customer_order(event: InboundEvent) -> tuple[datetime, int]:
     return event.occurred_at or event.received_at, event.id
 
 
-def _process_one(session: Session, services: Services, event: InboundEvent, now: datetime,
-                 retries: list[InboundEvent]) -> str:
+def _apply_pending(session: Session, services: Services, event: InboundEvent,
+                   now: datetime) -> str:
     if event.status != EventStatus.PENDING:
         return f"already {event.status}"
+    return _apply(session, services, event, now)
+
+
+def _process_one(session: Session, services: Services, event: InboundEvent, now: datetime,
+                 retries: list[InboundEvent]) -> str:
     conflicts = 0
     while True:
         try:
             with session.begin_nested():
-                return _apply(session, services, event, now)
+                return _apply_pending(session, services, event, now)
         except PayloadError as exc:
             session.info.clear()  # per-transaction caches may hold what was rolled back
             note_failure(event, reason=f"cannot read the payload: {exc}", final=True)

@@ -24,6 +24,8 @@ from store.types import utcnow
 log = logging.getLogger(__name__)
 
 ALIVE_KEY = "opsbot:alive:{}"
+TIMERS_CHECKED_KEY = "opsbot:timers:checked"
+TIMERS_CHECK_EVERY = 600  # seconds
 GRACE = timedelta(seconds=5)
 
 
@@ -75,18 +77,36 @@ def free_orphans(services: Services, model, *, now: datetime) -> list[int]:
 
 
 def restore_timers(services: Services, *, now: datetime) -> list[str]:
-    """Timers of the current generation (already scheduled once) missing from Redis."""
+    """The timers of the current generation missing from Redis, looked for when Redis lost
+    its data and otherwise every TIMERS_CHECK_EVERY.
+
+    Timers go missing with Redis's data (a restart without persistence, a FLUSHDB) or, on a
+    Redis that evicts keys, one by one. TIMERS_CHECKED_KEY (with that TTL) says that a look
+    happened: while it is there a sweep costs one SET NX, not a look at every open task. It
+    is set before the look, so that a loss during the look is seen next time; one process
+    looks at a time.
+    """
+    if not services.redis.set(TIMERS_CHECKED_KEY, 1, nx=True, ex=TIMERS_CHECK_EVERY):
+        return []
+    try:
+        return _restore_timers(services, now=now)
+    except Exception:
+        services.redis.delete(TIMERS_CHECKED_KEY)  # the next sweep looks again
+        raise
+
+
+def _restore_timers(services: Services, *, now: datetime) -> list[str]:
     active = set(OPEN_STATUSES) - {TaskStatus.WAITING_CUSTOMER}
     restored = []
-    with services.db.transaction() as session:
+    with services.db.transaction(readonly=True) as session:
         tasks = session.scalars(
             select(Task).where(
                 Task.status.in_(list(active)),
                 Task.scheduled_generation == Task.timer_generation,
             )
         ).all()
-        for start in range(0, len(tasks), 500):
-            restored += restore_missing_timers(services, list(tasks[start : start + 500]), now=now)
+    for start in range(0, len(tasks), 500):
+        restored += restore_missing_timers(services, list(tasks[start : start + 500]), now=now)
     return restored
 
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.delivery import outbox_job_id
-from bot.dispatch import drain, drain_once, request_drain
+from bot.dispatch import drain, request_drain, run_drain
 from bot.jobs import Jobs
-from bot.sweeper import GRACE, sweep
+from bot.sweeper import GRACE, TIMERS_CHECKED_KEY, sweep
 from bot.worker import make_worker
 from sandbox.slack import FakeSlack
 from store.claims import hand_over
@@ -63,7 +63,7 @@ def test_requests_enqueue_one_drain_until_it_starts(database_url, redis_url, tmp
     for _ in range(3):
         request_drain(services)
     assert len(drains_queued(services)) == 1
-    drain_once(services, owner="drain-test")  # a drain starts: the next request counts
+    run_drain(services, owner="drain-test", seconds=0)  # a drain starts: requests count again
     request_drain(services)
     assert len(drains_queued(services)) == 2
     services.close()
@@ -76,7 +76,7 @@ def test_a_full_batch_asks_for_another_drain(database_url, redis_url, tmp_path, 
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     new_task(services, sla="long")
     new_task(services, sla="long")
-    done = drain_once(services, owner="drain-test")
+    done = run_drain(services, owner="drain-test", seconds=0)  # one step
     assert done.outbox == 1 and done.more
     assert len(drains_queued(services)) == 1
     services.close()
@@ -141,6 +141,22 @@ def test_the_sweeper_frees_the_rows_of_a_job_that_is_gone(database_url, redis_ur
     [freed] = rows(services)
     assert (freed.claimed_by, freed.dispatched_at) == (None, None)
     assert len(drains_queued(services)) == 1  # and a drain was asked for
+    services.close()
+
+
+def test_the_sweeper_looks_for_lost_timers_after_a_loss_and_now_and_then(
+    database_url, redis_url, tmp_path
+):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    task_id = new_task(services, sla="long")
+    drain(services)
+    assert sweep(services).timers == []  # it looked: nothing missing
+    registry = services.jobs.queue.scheduled_job_registry
+    lost = sorted(i for i in registry.get_job_ids() if i.startswith(f"timer-{task_id}-"))[0]
+    registry.remove(lost, delete_job=True)  # as a Redis that evicts keys would
+    assert sweep(services).timers == []  # looked a moment ago: one SET NX, no look
+    services.redis.delete(TIMERS_CHECKED_KEY)  # TIMERS_CHECK_EVERY later
+    assert sweep(services).timers == [lost]
     services.close()
 
 

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.processing import process_event
 from store.errors import ConcurrentUpdate
@@ -310,3 +310,36 @@ def test_a_concurrent_task_update_is_redone_not_failed(app, monkeypatch):
     assert len(calls) == 2
     with services.db.transaction() as session:
         assert list_failed_events(session) == []
+
+
+def test_a_failing_event_is_set_aside_and_the_rest_of_its_batch_applied(app, monkeypatch):
+    import bot.processing
+    from bot.processing import apply_pending
+    from store.types import utcnow
+
+    services, url = app
+    for n in range(4):
+        body = message_body({"type": "text", "text": {"body": f"Pedido {n}"}},
+                            wamid=f"wamid.BATCH{n}", wa_id=f"3460000000{n}")
+        assert post(url, body).status_code == 200
+    real = bot.processing._apply
+
+    def broken_for_the_third(session, services, event, now):
+        if event.provider_event_id == "wamid.BATCH2":
+            raise RuntimeError("the CRM lookup timed out")
+        return real(session, services, event, now)
+
+    monkeypatch.setattr(bot.processing, "_apply", broken_for_the_third)
+    with services.db.transaction() as session:
+        applied = apply_pending(session, services, limit=25, now=utcnow())
+    assert sorted(applied.outcomes.values()) == ["created", "created", "created", "retrying"]
+    assert [event.provider_event_id for event in applied.retries] == ["wamid.BATCH2"]
+    assert sorted(task.title for task in tasks(services)) == ["Pedido 0", "Pedido 1", "Pedido 3"]
+    with services.db.transaction() as session:
+        statuses = dict(session.execute(select(InboundEvent.provider_event_id,
+                                               InboundEvent.status)).all())
+        inbound_messages = select(func.count(Message.id)).where(
+            Message.direction == Direction.INBOUND)
+        assert session.scalar(inbound_messages) == 3  # nothing of BATCH2 kept
+    assert statuses["wamid.BATCH2"] == EventStatus.PENDING
+    assert {statuses[f"wamid.BATCH{n}"] for n in (0, 1, 3)} == {EventStatus.PROCESSED}
