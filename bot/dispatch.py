@@ -5,10 +5,11 @@ commit: one Redis SET NX and, when no drain is already waiting in the queue, the
 one `drain_job`. A drain works step after step while there is work, for up to
 DRAIN_SECONDS, then makes way for the other jobs (asking for another drain if work remains),
 so that every worker takes a share. In ONE transaction a step records what the previous
-step sent, applies a batch of pending inbound events, schedules the timers of the tasks that
-changed and claims a batch of outbox rows (the notifications it just queued among them);
-after the commit it sends those rows. On SQLite, one transaction per step means one wait
-for the writer lock, and the sends of one worker overlap the transaction of the other.
+step sent, applies a batch of pending inbound events, claims the tasks whose timers are to
+schedule and a batch of outbox rows (the notifications it just queued among them); after the
+commit it sends those rows, then schedules those timers in Redis. On SQLite, one transaction
+per step means one wait for the writer lock, and the sends and Redis work of one worker
+overlap the transaction of the other.
 Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
 database holds free work, and frees the rows of a job that is gone.
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from bot.jobs import FAILURE_TTL, JOB_TIMEOUT, make_job_id
 from bot.services import Services
@@ -126,8 +127,9 @@ def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drain
 
 def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:
     """In ONE transaction: records the previous step's `sends`, applies a batch of events,
-    schedules the timers of the tasks that changed and claims a batch of outbox rows; after
-    the commit, sends those rows. Returns what it did and the sends still to record."""
+    claims the tasks whose timers are to schedule and a batch of outbox rows; after the
+    commit, sends those rows, then schedules those timers in Redis. Returns what it did and
+    the sends still to record."""
     from bot.delivery import Sends, claim_outbox, enqueue_failed, record_sends, send_claimed
     from bot.processing import apply_pending, schedule_retries
 
@@ -140,7 +142,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
         with services.db.transaction() as session:
             record_sends(session, sends, now=now)
             applied = apply_pending(session, services, limit=EVENT_BATCH, now=now)
-            timers = _schedule_changed_timers(session, services, limit=TIMER_BATCH, now=now)
+            timers = _claim_changed_timers(session, services, limit=TIMER_BATCH)
             rows = claim_outbox(session, owner=owner, limit=OUTBOX_BATCH, now=now)
     except Exception:  # the database is down: the sweeper asks again later
         log.exception("drain: the transaction failed; its work stays for a later drain")
@@ -152,8 +154,13 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: sending failed")
         sent = Sends()
-    step = Drained(events=applied.taken, timers=timers, outbox=len(rows))
-    step.more = (step.events >= EVENT_BATCH or step.timers >= TIMER_BATCH
+    try:
+        scheduled = _schedule_timers(services, timers, now=now)
+    except Exception:  # the database is down too: the sweeper's look brings them back
+        log.exception("drain: cannot hand back %s task(s) whose timers failed", len(timers))
+        scheduled = 0
+    step = Drained(events=applied.taken, timers=scheduled, outbox=len(rows))
+    step.more = (step.events >= EVENT_BATCH or len(timers) >= TIMER_BATCH
                  or step.outbox >= OUTBOX_BATCH)
     return step, sent
 
@@ -170,33 +177,47 @@ def has_work(services: Services) -> bool:
                 or session.scalar(select(Task.id).where(_STALE_TIMERS).limit(1)) is not None)
 
 
-def _schedule_changed_timers(session: Session, services: Services, *, limit: int,
-                             now: datetime) -> int:
-    """Schedules the timers of tasks whose generation moved on; returns how many tasks.
-    Without Redis the claim is rolled back (a savepoint) and a later drain tries again."""
-    from bot.timers import schedule_timers, settle_pauses  # timers import dispatch
+def _claim_changed_timers(session: Session, services: Services, *, limit: int) -> list[Task]:
+    """Claims up to `limit` tasks whose timers are to schedule (their generation moved on)
+    and settles their pauses; the step schedules them after its commit."""
+    from bot.timers import settle_pauses  # timers import dispatch
 
     ids = list(session.scalars(select(Task.id).where(_STALE_TIMERS).order_by(Task.id)
                                .limit(limit)))
     if not ids:
+        return []
+    claimed = session.scalars(  # another drain may have taken some meanwhile
+        update(Task).where(Task.id.in_(ids), _STALE_TIMERS)
+        .values(scheduled_generation=Task.timer_generation)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    tasks = list(session.scalars(select(Task).where(Task.id.in_(claimed))
+                                 .options(lazyload(Task.contact))))
+    settle_pauses(session, services.rules.current, tasks)
+    return tasks
+
+
+def _schedule_timers(services: Services, tasks: list[Task], *, now: datetime) -> int:
+    """Schedules the claimed tasks' timers in Redis, off the writer lock; returns how many
+    tasks. Without Redis the tasks' timers are marked to schedule again, for a later drain
+    (and should that fail too, the sweeper's look for lost timers brings them back)."""
+    from bot.timers import schedule_timers  # timers import dispatch
+
+    if not tasks:
         return 0
     try:
-        with session.begin_nested():
-            claimed = session.scalars(  # another drain may have taken some meanwhile
-                update(Task).where(Task.id.in_(ids), _STALE_TIMERS)
-                .values(scheduled_generation=Task.timer_generation)
-                .returning(Task.id)
-                .execution_options(synchronize_session=False)
-            ).all()
-            tasks = list(session.scalars(select(Task).where(Task.id.in_(claimed))))
-            config = services.rules.current
-            for task in tasks:
-                settle_pauses(session, config, task)
-            schedule_timers(services, tasks, now=now)
+        schedule_timers(services, tasks, now=now)
+        return len(tasks)
     except (RedisError, OSError) as exc:
         log.warning("drain: timers not scheduled, Redis unavailable (%s)", exc)
+        with services.db.transaction() as session:
+            session.execute(
+                update(Task).where(Task.id.in_([task.id for task in tasks]))
+                .values(scheduled_generation=None)
+                .execution_options(synchronize_session=False)
+            )
         return 0
-    return len(claimed)
 
 
 def _local_owner() -> str:

@@ -11,7 +11,7 @@ re-runs are harmless.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -98,35 +98,46 @@ def schedule_timers(
     services: Services, tasks: list[Task], *, now: datetime
 ) -> dict[int, list[str]]:
     """Schedules the timers of each task's current generation (an id already alive in Redis
-    is kept as is) and cancels the earlier ones, in three Redis round trips for the batch:
-    the registered ids (SMEMBERS), the jobs' statuses, then one pipeline that schedules, cancels
-    and rewrites each task's registry. Returns each task's job ids now in the schedule."""
+    is kept as is) and cancels the task's registered timers of that generation or an earlier
+    one that the plan no longer has, in three Redis round trips for the batch: the registered
+    ids (SMEMBERS), the jobs' statuses, then one pipeline that schedules, cancels and updates
+    each task's registry. A later generation's timers are never touched, so two drains
+    scheduling one task's generations in either order leave the later one in place (the
+    earlier one's timers fire and do nothing). Returns each task's job ids now scheduled."""
     config = services.rules.current
     plans = {task.id: _planned(task, plan_timers(config, task, now=now)) for task in tasks}
-    cancel = _earlier_timers(services, plans)
+    generations = {task.id: task.timer_generation for task in tasks}
+    cancel = _replaced_timers(services, plans, generations)
     with services.redis.pipeline() as pipe:
         calls = [call for plan in plans.values() for call in plan.values()]
-        _schedule(services, calls, cancel, pipe)
+        _schedule(services, calls, [i for ids in cancel.values() for i in ids], pipe)
         for task_id, plan in plans.items():
-            pipe.delete(_REGISTRY.format(task_id))
+            if cancel[task_id]:
+                pipe.srem(_REGISTRY.format(task_id), *cancel[task_id])
             if plan:
                 pipe.sadd(_REGISTRY.format(task_id), *plan)
         pipe.execute()
     return {task_id: list(plan) for task_id, plan in plans.items()}
 
 
-def _earlier_timers(services: Services, plans: dict[int, dict]) -> list[str]:
-    """The registered job ids of each task that its plan no longer has."""
+def _replaced_timers(services: Services, plans: dict[int, dict],
+                     generations: dict[int, int]) -> dict[int, list[str]]:
+    """Each task's registered job ids, of its generation or an earlier one, that its plan no
+    longer has."""
     with services.redis.pipeline(transaction=False) as pipe:
         for task_id in plans:
             pipe.smembers(_REGISTRY.format(task_id))
         registered = pipe.execute()
-    return [
-        job_id
+    return {
+        task_id: [job_id for job_id in sorted(member.decode() for member in members)
+                  if job_id not in plan and _generation(job_id) <= generations[task_id]]
         for (task_id, plan), members in zip(plans.items(), registered, strict=True)
-        for job_id in sorted(member.decode() for member in members)
-        if job_id not in plan
-    ]
+    }
+
+
+def _generation(job_id: str) -> int:
+    """The generation in a `timer_job_id`."""
+    return int(job_id.rsplit("-", 1)[1])
 
 
 def restore_missing_timers(services: Services, tasks: list[Task], *, now: datetime) -> list[str]:
@@ -194,17 +205,34 @@ def push_due_times(
     return paused
 
 
-def settle_pauses(session: Session, config: RulesConfig, task: Task) -> list[timedelta]:
+_WAIT_EVENTS = or_(
+    TaskEvent.to_status == TaskStatus.WAITING_CUSTOMER,
+    TaskEvent.from_status == TaskStatus.WAITING_CUSTOMER,
+    TaskEvent.action == Audit.SLA_RESUMED,
+)
+
+
+def settle_pauses(session: Session, config: RulesConfig, tasks: list[Task]) -> None:
     """The SLA clock stops while the task waits on the customer. Called by drains
-    before they schedule a task's timers: for every wait that has ended (a transition out of
+    before they schedule the tasks' timers: for every wait that has ended (a transition out of
     waiting_customer) and is not settled yet, push the due times by the pause and write a
     `sla_resumed` audit event (details: wait_event, paused_seconds), so it is done once,
-    whichever path (customer message, agent command, close) ended the wait."""
-    events = session.scalars(
-        select(TaskEvent).where(TaskEvent.task_id == task.id).order_by(TaskEvent.id)
-    ).all()
+    whichever path (customer message, agent command, close) ended the wait. One query for
+    all `tasks`: only their waits and settlements."""
+    events: dict[int, list[TaskEvent]] = {}
+    query = (select(TaskEvent)
+             .where(TaskEvent.task_id.in_([task.id for task in tasks]), _WAIT_EVENTS)
+             .order_by(TaskEvent.id))
+    for event in session.scalars(query) if tasks else ():
+        events.setdefault(event.task_id, []).append(event)
+    for task in tasks:
+        if task.id in events:
+            _settle(session, config, task, events[task.id])
+
+
+def _settle(session: Session, config: RulesConfig, task: Task, events: list[TaskEvent]) -> None:
     settled = {e.details.get("wait_event") for e in events if e.action == Audit.SLA_RESUMED}
-    pushed, waiting = [], None
+    pushed, waiting = False, None
     for event in events:
         if event.to_status == TaskStatus.WAITING_CUSTOMER:
             waiting = event
@@ -219,7 +247,7 @@ def settle_pauses(session: Session, config: RulesConfig, task: Task) -> list[tim
                     at=event.at,
                     details={"wait_event": waiting.id, "paused_seconds": paused.total_seconds()},
                 )
-                pushed.append(paused)
+                pushed = True
             waiting = None
     if pushed:
         session.execute(
@@ -228,7 +256,6 @@ def settle_pauses(session: Session, config: RulesConfig, task: Task) -> list[tim
             .values(first_response_due=task.first_response_due, resolution_due=task.resolution_due)
             .execution_options(synchronize_session=False)
         )
-    return pushed
 
 
 def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:

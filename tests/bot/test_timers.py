@@ -258,6 +258,24 @@ def test_the_previous_generation_is_cancelled_unless_running(services):
         assert registered == {job_id.encode() for job_id in new[task_id]}
 
 
+def test_a_late_earlier_generation_leaves_the_later_one_in_place(services):
+    """Two drains may schedule one task's generations in either order (after their commits):
+    the later generation's timers stay; the earlier ones fire and do nothing."""
+    later = schedule_timers(services, [_task(TaskStatus.ACCEPTED, id=8, first_response_at=T0,
+                                             timer_generation=4)], now=T0)
+    earlier = schedule_timers(services, [_task(TaskStatus.ASSIGNED, id=8)], now=T0)
+
+    scheduled = set(services.jobs.queue.scheduled_job_registry.get_job_ids())
+    assert set(later[8]) <= scheduled and set(earlier[8]) <= scheduled
+    registered = {i.decode() for i in services.redis.smembers("opsbot:timers:8")}
+    assert registered == {*later[8], *earlier[8]}
+    newest = _task(TaskStatus.IN_PROGRESS, id=8, first_response_at=T0, timer_generation=5)
+    schedule_timers(services, [newest], now=T0)  # the next generation cancels both
+    assert not any(services.redis.exists(Job.key_for(i)) for i in [*later[8], *earlier[8]])
+    left = {i.decode() for i in services.redis.smembers("opsbot:timers:8")}
+    assert left and all(i.endswith("-5") for i in left)
+
+
 def test_a_task_without_timers_loses_its_earlier_ones(services):
     schedule_timers(services, _batch(), now=T0)
     closed = _task(TaskStatus.CLOSED, id=8, timer_generation=4)
