@@ -24,6 +24,7 @@ from store.outbox import queue_customer_message
 from store.tasks import transition_task
 from tests.bot.whatsapp_kit import (
     BUTTON,
+    CUSTOMER,
     IMAGE,
     INTERACTIVE,
     LOCATION,
@@ -343,3 +344,54 @@ def test_a_failing_event_is_set_aside_and_the_rest_of_its_batch_applied(app, mon
         assert session.scalar(inbound_messages) == 3  # nothing of BATCH2 kept
     assert statuses["wamid.BATCH2"] == EventStatus.PENDING
     assert {statuses[f"wamid.BATCH{n}"] for n in (0, 1, 3)} == {EventStatus.PROCESSED}
+
+
+def _apply_batch(services):
+    from bot.processing import apply_pending
+    from store.types import utcnow
+
+    with services.db.transaction() as session:
+        applied = apply_pending(session, services, limit=25, now=utcnow())
+    return [applied.outcomes[event_id] for event_id in sorted(applied.outcomes)]
+
+
+def test_a_batch_applies_a_customers_second_message_after_the_first(app):
+    services, url = app
+    now = int(time.time())
+    first = {"type": "text", "text": {"body": "Mi pedido no llegó"}}
+    second = {"type": "text", "text": {"body": "Es el 4411"}}
+    other = {"type": "text", "text": {"body": "¿Tenéis stock?"}}
+    assert post(url, message_body(first, wamid="wamid.S1", at=now - 2)).status_code == 200
+    assert post(url, message_body(other, wamid="wamid.S2", at=now - 1,
+                                  wa_id="34600999888")).status_code == 200
+    assert post(url, message_body(second, wamid="wamid.S3", at=now)).status_code == 200
+
+    assert _apply_batch(services) == ["created", "created", "threaded"]
+    first_task = inbound(services, "wamid.S1").task_id
+    assert inbound(services, "wamid.S3").task_id == first_task
+    [follow_up] = outbox(services, "follow_up")
+    assert follow_up.task_id == first_task and follow_up.agent_id
+
+
+def test_a_batch_that_fills_in_a_customers_bsuid_keeps_one_contact(app):
+    """The second message names the customer by BSUID alone while the first one, under the
+    phone number, is what tells that BSUID: the batch is applied again, flushing as usual."""
+    services, url = app
+    assert deliver(app, message_body(TEXT, wamid="wamid.U0")) == ["created"]
+    now = int(time.time())
+    with_both = message_body({"type": "text", "text": {"body": "Otra cosa"}}, wamid="wamid.U1",
+                             at=now - 1, user_id="ES.5555555555")
+    by_bsuid = message_body({"type": "text", "text": {"body": "Y otra"}}, wamid="wamid.U2",
+                            at=now)
+    value = by_bsuid["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [{"profile": {"name": "Lucía Pérez"}, "user_id": "ES.5555555555"}]
+    del value["messages"][0]["from"]
+    value["messages"][0]["from_user_id"] = "ES.5555555555"
+    assert post(url, with_both).status_code == 200
+    assert post(url, by_bsuid).status_code == 200
+
+    assert _apply_batch(services) == ["threaded", "threaded"]
+    with services.db.transaction() as session:
+        contact = session.scalars(select(Contact)).one()
+    assert (contact.wa_id, contact.user_id) == (CUSTOMER, "ES.5555555555")
+    assert len(tasks(services)) == 1
