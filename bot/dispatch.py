@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 from rq import get_current_job
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, lazyload
 
 from bot.jobs import FAILURE_TTL, JOB_TIMEOUT, make_job_id
 from bot.services import Services
 from store.claims import has_free
-from store.models import InboundEvent, OutboxMessage, Task
+from store.models import TIMERS_TO_SCHEDULE, InboundEvent, OutboxMessage, Task
 from store.types import utcnow
 
 if TYPE_CHECKING:
@@ -165,9 +165,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     return step, sent
 
 
-_STALE_TIMERS = or_(
-    Task.scheduled_generation.is_(None), Task.scheduled_generation != Task.timer_generation
-)
+_STALE_TIMERS = text(TIMERS_TO_SCHEDULE)  # the predicate of the tasks' partial index
 
 
 def has_work(services: Services) -> bool:

@@ -21,16 +21,14 @@ Rows = list[dict[str, Any]]
 class IntakeWriter:
     """Commits raw event rows for many concurrent requests; `store` returns after the commit.
 
-    `after_commit` (e.g. dispatch of the new events) runs in a worker thread after commits,
-    coalesced: at most one run at a time and one per `after_commit_every` seconds, never
-    delaying an answer.
+    `after_commit` (e.g. asking for a drain of the new events) runs in a worker thread after
+    commits, coalesced: at most one run at a time, never delaying an answer.
     """
 
     def __init__(self, db: Database, *, after_commit: Callable[[], None] | None = None,
-                 max_batch: int = 2000, after_commit_every: float = 0.0) -> None:
+                 max_batch: int = 2000) -> None:
         self.db = db
         self.after_commit = after_commit
-        self.after_commit_every = after_commit_every
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Rows, asyncio.Future]] = asyncio.Queue()
         self._committed = asyncio.Event()
@@ -84,11 +82,8 @@ class IntakeWriter:
             self._committed.clear()
             try:
                 await asyncio.to_thread(self.after_commit)
-            except Exception:  # dispatch trouble is logged; the sweeper re-drives
+            except Exception:  # trouble is logged; the sweeper re-drives
                 log.exception("intake: after-commit step failed")
-            # Under load, one run per interval dispatches many events at once (each run
-            # costs a few transactions that compete with the intake for SQLite's one writer).
-            await asyncio.sleep(self.after_commit_every)
 
 
 def _settle(future: asyncio.Future, error: Exception | None) -> None:

@@ -74,32 +74,6 @@ class Jobs:
             return self.queue.enqueue_at(at, func, *args, **options)
         return self.queue.enqueue(func, *args, **options)
 
-    def enqueue_many(self, func: str, calls: list[tuple[str, tuple]]) -> None:
-        """Enqueues `func(*args)` for each (job_id, args) in one Redis round trip.
-
-        Ids that already have a job go through `enqueue` (kept when alive, else replaced), so
-        a batch never duplicates a live job.
-        """
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id, _args in calls:
-                pipe.exists(Job.key_for(job_id))
-            known = pipe.execute()
-        fresh = []
-        for (job_id, args), exists in zip(calls, known, strict=True):
-            if exists:
-                self.enqueue(func, *args, job_id=job_id)
-            else:
-                fresh.append(
-                    Queue.prepare_data(
-                        func, args, job_id=job_id, retry=default_retry(), timeout=JOB_TIMEOUT,
-                        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-                    )
-                )
-        if fresh:
-            with self.redis.pipeline() as pipe:
-                self.queue.enqueue_many(fresh, pipeline=pipe)
-                pipe.execute()
-
     def schedule_many(
         self,
         func: str,
@@ -168,12 +142,6 @@ class Jobs:
             job = Job(job_id, connection=self.redis)  # only for RQ's names of its keys
             keys = (job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key)
             pipeline.delete(*keys, Result.get_key(job_id))
-
-    def cancel(self, job_id: str) -> None:
-        """Removes a job (pending or scheduled) so that its id can be reused."""
-        job = self._fetch(job_id)
-        if job is not None:
-            job.delete()
 
     def exists(self, job_id: str) -> bool:
         job = self._fetch(job_id)

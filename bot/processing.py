@@ -43,6 +43,7 @@ CONFLICT_RETRIES = 3
 RETRY_DELAYS = (2, 10, 30, 120, 600)  # seconds before the retry that follows failure n
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
+
 class RetryLater(Exception):
     """The event cannot be applied yet (e.g. a status for a send not yet recorded)."""
 
@@ -82,8 +83,6 @@ def apply_events(session: Session, services: Services, taken: list[InboundEvent]
         with session.begin_nested(), session.no_autoflush:
             customers: set[str | None] = set()
             for event in events:
-                # The changes of one message are flushed before a later message of the same
-                # customer reads them; others wait for the savepoint's end, in one flush.
                 if event.contact_key is None or event.contact_key in customers:
                     session.flush()
                 customers.add(event.contact_key)
