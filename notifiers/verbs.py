@@ -7,9 +7,9 @@ for the agent; permissions come from the store's lifecycle, never from here.
 from __future__ import annotations
 
 from notifiers import listing
-from notifiers.commands import Command, Context, Handler, UsageError
-from notifiers.dispatch import queue_card_updates, queue_notification
+from notifiers.grammar import Command, Context, Handler, UsageError
 from notifiers.notifications import NotificationKind, clock_time
+from notifiers.queueing import queue_card_updates, queue_notification
 from rules import pick_language_text, render_template
 from store.errors import DomainError, NotAllowed, NotFound
 from store.events import Audit, record_event
@@ -172,6 +172,7 @@ def help_text() -> str:
 
 
 def unknown_verb_text(verb: str) -> str:
+    """The answer to a verb nobody handles: the verbs there are."""
     return f"I do not know '{verb}'. Try: {', '.join(VERBS)} (or `help`)."
 
 

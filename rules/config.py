@@ -7,8 +7,16 @@ from functools import cached_property
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
+from rules.calendar import BusinessCalendar, Week
 from rules.conditions import Condition, StrictModel, as_list
 from rules.durations import parse_duration
 from rules.enums import BreachStep, Category, Channel, Priority, Strategy
@@ -18,7 +26,6 @@ from rules.templates import REPLY_FIELDS, TITLE_FIELDS, check_template
 Duration = Annotated[timedelta, PlainValidator(parse_duration)]
 DaySet = Annotated[tuple[int, ...], PlainValidator(parse_days)]
 Ranges = Annotated[tuple[TimeRange, ...], PlainValidator(parse_ranges)]
-Week = tuple[tuple[TimeRange, ...], ...]
 Names = Annotated[tuple[str, ...], BeforeValidator(as_list)]
 TitleTemplate = Annotated[str, PlainValidator(lambda v: check_template(_text(v), TITLE_FIELDS))]
 ReplyTemplate = Annotated[str, PlainValidator(lambda v: check_template(_text(v), REPLY_FIELDS))]
@@ -165,6 +172,8 @@ class RulesConfig(StrictModel):
     minutes_saved_per_task: float = Field(default=5, ge=0)
     closing_reply: dict[str, ReplyTemplate] = {}
     out_of_window_template: TemplateRef | None = None
+    # Filled by rules.matching.compiled_rules: the schema must not depend on evaluation.
+    _compiled_rules: object | None = PrivateAttr(default=None)
 
     @field_validator("version")
     @classmethod
@@ -186,6 +195,12 @@ class RulesConfig(StrictModel):
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @cached_property
+    def calendar(self) -> BusinessCalendar:
+        """The business hours and holidays in the business timezone, for SLA arithmetic."""
+        hours = self.business_hours
+        return BusinessCalendar(hours.week, hours.holidays, self.tz)
 
     @cached_property
     def _agents_by_id(self) -> dict[str, Agent]:
@@ -222,10 +237,3 @@ class RulesConfig(StrictModel):
         if key in Priority.__members__:
             return self.sla[Priority.normal]
         raise KeyError(key)
-
-    @cached_property
-    def compiled(self) -> object:
-        """The rules compiled for fast evaluation (built once, on first use)."""
-        from rules.matching import compile_rules  # matching depends on this module
-
-        return compile_rules(self)

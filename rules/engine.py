@@ -8,7 +8,7 @@ from datetime import datetime
 from rules.config import Action, RulesConfig
 from rules.enums import Category, Priority
 from rules.facts import ContactFacts, HistoryFacts, MessageFacts
-from rules.matching import CompiledRules, MatchContext
+from rules.matching import MatchContext, compiled_rules
 from rules.templates import render_template
 from rules.text import detect_language, tokenize
 
@@ -83,7 +83,7 @@ def evaluate(config: RulesConfig, *, message: MessageFacts, contact: ContactFact
              history: HistoryFacts, now: datetime) -> Decision:
     """Return the Decision for one message. Rules run in file order; the first match stops
     unless it says `continue: true`. No match gives built-in defaults with matched=()."""
-    compiled: CompiledRules = config.compiled  # type: ignore[assignment]
+    compiled = compiled_rules(config)
     tokens = tokenize(message.text)
     ctx = MatchContext(config, message, contact, history, now,
                        message_language(message, contact, tokens), tokens)

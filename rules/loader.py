@@ -15,6 +15,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from rules import conditions, config
 from rules.config import RulesConfig
 from rules.errors import RuleIssue, RulesError
+from rules.matching import compiled_rules
 from rules.positions import Place, locate
 from rules.references import check_references
 
@@ -26,7 +27,7 @@ def parse_rules(text: str, path: str = "rules.yaml") -> RulesConfig:
     problems += check_references(root)
     if problems or result is None:
         raise RulesError(sorted({_issue(path, place, msg) for place, msg in problems}))
-    result.compiled  # noqa: B018 - compile now, so evaluation never pays for it
+    compiled_rules(result)  # compile now, so evaluation never pays for it
     return result
 
 

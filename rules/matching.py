@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from rules.calendar import is_business_time
 from rules.conditions import (
@@ -17,12 +16,10 @@ from rules.conditions import (
     KeywordSet,
     NumberRange,
 )
+from rules.config import Rule, RulesConfig
 from rules.enums import BusinessWindow
 from rules.facts import ContactFacts, HistoryFacts, MessageFacts
 from rules.text import tokenize
-
-if TYPE_CHECKING:
-    from rules.config import Rule, RulesConfig
 
 Reasons = tuple[str, ...]
 Matcher = Callable[["MatchContext"], Reasons | None]
@@ -49,7 +46,7 @@ class MatchContext:
 
     def inside_business_hours(self) -> bool:
         if self._inside is None:  # calendar maths only for rules that ask
-            self._inside = is_business_time(self.config, self.now)
+            self._inside = is_business_time(self.config.calendar, self.now)
         return self._inside
 
 
@@ -57,7 +54,8 @@ class MatchContext:
 class CompiledRule:
     index: int
     rule: Rule
-    test: Matcher
+    # Closures never compare equal; leaving them out keeps equal configs equal once compiled.
+    test: Matcher = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,17 @@ class CompiledRules:
         for token in token_set:
             picked.update(self.by_token.get(token, ()))
         return [self.rules[i] for i in sorted(picked)]
+
+
+def compiled_rules(config: RulesConfig) -> CompiledRules:
+    """Return the compiled rules of `config`: compiled on first use, then kept on the config
+    (the loader asks at load time, so evaluation never pays for compiling)."""
+    kept = config._compiled_rules
+    if isinstance(kept, CompiledRules):
+        return kept
+    compiled = compile_rules(config)
+    config._compiled_rules = compiled  # a private attribute: allowed on the frozen model
+    return compiled
 
 
 def compile_rules(config: RulesConfig) -> CompiledRules:

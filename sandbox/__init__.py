@@ -4,7 +4,7 @@ Real HTTP servers on 127.0.0.1 (port 0) that answer like the real APIs and recor
 receive. ``opsbot demo`` and the tests point the real client libraries at them.
 """
 
-from bot.graph_transport import pywa_async_http_client, pywa_http_client
+from bot.whatsapp.graph_transport import pywa_async_http_client, pywa_http_client
 from sandbox.graph import FakeGraph
 from sandbox.server import FakeServer, Recorded, Reply
 from sandbox.slack import FakeSlack

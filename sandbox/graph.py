@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pywa import WhatsApp
 
-from bot.graph_transport import GRAPH_ORIGIN, pywa_async_http_client, pywa_http_client
+from bot.whatsapp.graph_transport import GRAPH_ORIGIN, pywa_async_http_client, pywa_http_client
 from sandbox.server import FakeServer, Recorded, Reply
 
 __all__ = ["GRAPH_ORIGIN", "FakeGraph", "Media", "pywa_async_http_client", "pywa_http_client"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.runner import stop_children
+from bot.core.supervisor import stop_children
 from sandbox.graph import FakeGraph
 from sandbox.inbound import Sender
 from sandbox.slack import FakeSlack

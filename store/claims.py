@@ -13,6 +13,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import EventStatus, InboundEvent, OutboxMessage, OutboxStatus
+from store.timers import has_timers_to_schedule
 
 Claimable = type[InboundEvent] | type[OutboxMessage]
 _PENDING = {InboundEvent: EventStatus.PENDING, OutboxMessage: OutboxStatus.PENDING}
@@ -72,3 +73,21 @@ def has_free(session: Session, model: Claimable) -> bool:
     """Whether some pending row waits for a claim."""
     query = select(model.id).where(model.status == _PENDING[model], model.dispatched_at.is_(None))
     return session.scalar(query.limit(1)) is not None
+
+
+def claim_outbox(session: Session, *, owner: str, limit: int,
+                 now: datetime) -> list[OutboxMessage]:
+    """Claims up to `limit` free outbox rows for `owner` (a job id); returns them, oldest
+    first."""
+    ids = claim_pending(session, OutboxMessage, owner=owner, limit=limit, now=now)
+    if not ids:
+        return []
+    query = select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+    return list(session.scalars(query))
+
+
+def has_free_work(session: Session) -> bool:
+    """Whether the database holds work that no job holds: a free event or outbox row, or a
+    task whose timers are to schedule."""
+    return (has_free(session, InboundEvent) or has_free(session, OutboxMessage)
+            or has_timers_to_schedule(session))

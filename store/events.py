@@ -1,14 +1,15 @@
 """The audit trail: every change of a task is written here, in the caller's transaction."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, insert, select
+from sqlalchemy import Insert, insert, or_, select
 from sqlalchemy.orm import Session
 
-from store.models import Task, TaskEvent
+from store.models import Task, TaskEvent, TaskStatus
 from store.types import utcnow
 
 
@@ -58,7 +59,23 @@ def _insert_event() -> Insert:
     return insert(TaskEvent.__table__)
 
 
-def list_events(session: Session, *, task_id: int) -> list[TaskEvent]:
-    """The audit events of one task, oldest first."""
+def list_events(session: Session, *, task_id: int, action: str | None = None) -> list[TaskEvent]:
+    """The audit events of one task (only those of `action` when given), oldest first."""
     query = select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)
+    if action is not None:
+        query = query.where(TaskEvent.action == action)
     return list(session.scalars(query))
+
+
+def list_wait_events(session: Session, *, task_ids: Sequence[int]) -> dict[int, list[TaskEvent]]:
+    """Per task of `task_ids`, oldest first: its transitions into and out of
+    waiting_customer and its `sla_resumed` settlements (what settling a pause reads)."""
+    waits = or_(TaskEvent.to_status == TaskStatus.WAITING_CUSTOMER,
+                TaskEvent.from_status == TaskStatus.WAITING_CUSTOMER,
+                TaskEvent.action == Audit.SLA_RESUMED)
+    query = (select(TaskEvent).where(TaskEvent.task_id.in_(list(task_ids)), waits)
+             .order_by(TaskEvent.id))
+    found: dict[int, list[TaskEvent]] = {}
+    for event in session.scalars(query):
+        found.setdefault(event.task_id, []).append(event)
+    return found

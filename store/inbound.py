@@ -114,3 +114,23 @@ def retry_events(session: Session, *, event_ids: Sequence[int] | None = None) ->
             .values(status=EventStatus.PENDING, attempts=0, dispatched_at=None, claimed_by=None)
         )
     return ids
+
+
+def record_command_delivery(
+    session: Session, *, channel: str, user_id: str, key: str, text: str, now: datetime
+) -> bool:
+    """Stores one delivery of an agent command (already processed) under its provider key.
+
+    Returns False, storing nothing, when (`channel`, `key`) was stored before: a provider
+    retry. A concurrent delivery of the same key makes the flush raise IntegrityError.
+    """
+    seen = select(InboundEvent.id).where(
+        InboundEvent.provider == channel, InboundEvent.provider_event_id == key)
+    if session.scalar(seen) is not None:
+        return False
+    session.add(InboundEvent(
+        provider=channel, provider_event_id=key, kind="command",
+        contact_key=f"{channel}:{user_id}", occurred_at=now, raw_body=text.encode(),
+        received_at=now, status=EventStatus.PROCESSED, dispatched_at=now, processed_at=now))
+    session.flush()
+    return True

@@ -1,12 +1,15 @@
 """The notification outbox: what must reach an agent or a customer, delivered by workers."""
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Contact, Direction, Message, OutboxMessage, OutboxStatus, Task
 from store.rows import insert_row
+
+CUSTOMER_CHANNEL = "whatsapp"  # the outbox channel of messages to customers
 
 
 def add_outbox_message(
@@ -63,7 +66,7 @@ def queue_customer_message(
     return add_outbox_message(
         session,
         dedupe_key=dedupe_key,
-        channel="whatsapp",
+        channel=CUSTOMER_CHANNEL,
         kind=kind,
         payload={"to": contact.wa_id, "text": text, "language": contact.language,
                  "message_id": message.id},
@@ -76,3 +79,31 @@ def queue_customer_message(
 def _queued(session: Session, dedupe_key: str) -> bool:
     exists = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
     return session.scalar(exists) is not None
+
+
+def list_delivered_cards(
+    session: Session, *, task_id: int, channels: Collection[str], exclude_kinds: Collection[str]
+) -> list[OutboxMessage]:
+    """The messages about `task_id` sent on `channels` that the channel gave an id to (so they
+    can be edited), oldest first, leaving out those of `exclude_kinds` (edits of cards)."""
+    query = select(OutboxMessage).where(
+        OutboxMessage.task_id == task_id,
+        OutboxMessage.channel.in_(list(channels)),
+        OutboxMessage.status == OutboxStatus.SENT,
+        OutboxMessage.kind.not_in(list(exclude_kinds)),
+        OutboxMessage.provider_message_id.is_not(None),
+    )
+    return list(session.scalars(query.order_by(OutboxMessage.id)))
+
+
+def mark_outbox_sent(session: Session, *, rows: list[dict[str, Any]]) -> None:
+    """Records sent rows: each dict holds the row's `id` and its new column values (status,
+    sent_at, attempts, provider ids…), written by primary key in one executemany."""
+    if rows:
+        session.execute(update(OutboxMessage), rows)
+
+
+def count_pending_outbox(session: Session) -> int:
+    """How many outbox rows wait for delivery."""
+    query = select(func.count(OutboxMessage.id)).where(OutboxMessage.status == OutboxStatus.PENDING)
+    return session.scalar(query) or 0

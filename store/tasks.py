@@ -1,20 +1,21 @@
 """Tasks: creation, look-up and every change of state, each with its audit event."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from store.agents import note_load
 from store.errors import NotFound
 from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, check_transition
-from store.models import OPEN_STATUSES, Task, TaskStatus
+from store.models import OPEN_STATUSES, Task, TaskEvent, TaskStatus
 from store.rows import insert_row
 from store.types import utcnow
 
@@ -197,3 +198,81 @@ def _apply(
     task.status = target
     task.updated_at = now
     task.timer_generation += 1
+
+
+def list_open_tasks(
+    session: Session,
+    *,
+    assignee_id: str | None = None,
+    teams: Collection[str] | None = None,
+    unassigned: bool = False,
+    limit: int,
+) -> list[Task]:
+    """Up to `limit` open tasks, oldest first: of `assignee_id` when given, of `teams` when
+    given (an empty collection matches no task), only those without an assignee when
+    `unassigned`."""
+    query = select(Task).where(Task.status.in_(sorted(OPEN_STATUSES)))
+    if assignee_id is not None:
+        query = query.where(Task.assignee_id == assignee_id)
+    if teams is not None:
+        query = query.where(Task.team.in_(list(teams)))
+    if unassigned:
+        query = query.where(Task.assignee_id.is_(None))
+    return list(session.scalars(query.order_by(Task.id).limit(limit)))
+
+
+def list_waiting_tasks(session: Session, *, teams: Collection[str], limit: int) -> list[Task]:
+    """Up to `limit` tasks of `teams` waiting for an agent (new, unassigned), oldest first."""
+    query = select(Task).where(*_waiting_for_an_agent(teams)).order_by(Task.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_waiting_tasks(session: Session, *, teams: Collection[str]) -> int:
+    """How many tasks of `teams` wait for an agent (new, unassigned)."""
+    query = select(func.count()).select_from(Task).where(*_waiting_for_an_agent(teams))
+    return session.scalar(query) or 0
+
+
+def _waiting_for_an_agent(teams: Collection[str]) -> tuple:
+    return (Task.status == TaskStatus.NEW, Task.assignee_id.is_(None),
+            Task.team.in_(list(teams)))
+
+
+def count_open_tasks_by_status(session: Session, *, assignee_id: str) -> dict[str, int]:
+    """The open tasks of `assignee_id` counted per status; statuses without one are absent."""
+    query = (select(Task.status, func.count())
+             .where(Task.assignee_id == assignee_id, Task.status.in_(sorted(OPEN_STATUSES)))
+             .group_by(Task.status))
+    return {status: count for status, count in session.execute(query)}
+
+
+def count_closed_by(session: Session, *, actor: str, since: datetime) -> int:
+    """How many times `actor` (an actor label, `agent:ana`) closed a task since `since`, as the
+    audit trail tells."""
+    query = select(func.count()).select_from(TaskEvent).where(
+        TaskEvent.actor == actor, TaskEvent.action == Action.CLOSE.value, TaskEvent.at >= since)
+    return session.scalar(query) or 0
+
+
+def find_previous_assignee(session: Session, *, contact_id: int, task_id: int) -> str | None:
+    """The agent of the customer's latest other task that had one (sticky routing), or None."""
+    query = (
+        select(Task.assignee_id)
+        .where(Task.contact_id == contact_id, Task.id != task_id, Task.assignee_id.is_not(None))
+        .order_by(Task.id.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def set_due_times(session: Session, *, task: Task, first_response_due: datetime | None,
+                  resolution_due: datetime | None) -> None:
+    """Moves the task's due times (a settled pause) with a plain UPDATE: no version bump, so
+    an agent's command on the same task at the same moment is not refused as a conflict."""
+    set_committed_value(task, "first_response_due", first_response_due)
+    set_committed_value(task, "resolution_due", resolution_due)
+    session.execute(
+        update(Task).where(Task.id == task.id)
+        .values(first_response_due=first_response_due, resolution_due=resolution_due)
+        .execution_options(synchronize_session=False)
+    )

@@ -18,15 +18,15 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services import Services
-from bot.settings import Settings
+from bot.core import tunables
+from bot.core.services import Services
+from bot.core.settings import Settings
 from bot.webhooks.agents import dispatch_after, run_agent_command
-from notifiers.commands import CommandRequest
+from notifiers.grammar import CommandRequest
 from notifiers.slack import parse_action_id, web_api_url
 
 PATH = "/slack/events"
 COMMAND = "/ops"
-ANSWER_IN_ACK_WITHIN = 2.0  # seconds; Slack gives up on an ack after 3
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +73,7 @@ def _listen_to_commands(bolt: AsyncApp, holder: _Holder) -> None:
     async def on_command(ack, body, request, respond) -> None:
         key = body.get("trigger_id") or _digest(request.raw_body)
         running = asyncio.ensure_future(_run(holder, body["user_id"], body.get("text") or "", key))
-        done, _ = await asyncio.wait({running}, timeout=ANSWER_IN_ACK_WITHIN)
+        done, _ = await asyncio.wait({running}, timeout=tunables.ANSWER_IN_ACK_WITHIN)
         if running not in done:  # slow database: ack now (Slack waits 3 s), answer later
             await ack()
             result = await running

@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.services import Services
-from bot.settings import Settings
+from bot.core.services import Services
+from bot.core.settings import Settings
 from bot.webhooks.agents import dispatch_after, run_agent_command
-from notifiers.commands import CommandRequest, CommandResult
+from notifiers.grammar import CommandRequest, CommandResult
 from notifiers.telegram import bot_api_url, parse_callback_data
 
 PATH = "/telegram/webhook"

@@ -14,14 +14,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pywa.utils import webhook_updates_validator
 
-from bot.dispatch import request_drain
-from bot.intake import IntakeWriter
-from bot.payloads import EventItem, PayloadError, body_digest, split_body
-from bot.services import Services
+from bot.core import tunables
+from bot.core.services import Services
+from bot.webhooks.intake import IntakeWriter
+from bot.whatsapp.payloads import EventItem, PayloadError, body_digest, split_body
+from bot.worker.drains import request_drain
 from store.models import EventStatus
 
 PATH = "/webhooks/whatsapp"
-MAX_BODY = 3 * 1024 * 1024
 PROVIDER = "whatsapp"
 
 
@@ -37,7 +37,8 @@ class ClientGone(Exception):
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
 
-    writer = IntakeWriter(services.db, after_commit=lambda: request_drain(services))
+    writer = IntakeWriter(services.db, after_commit=lambda: request_drain(services),
+                          max_batch=tunables.INTAKE_MAX_BATCH)
     writer.start()
     app.state.whatsapp_intake = writer
     try:
@@ -46,12 +47,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await writer.stop()
 
 
-def install(app: FastAPI) -> None:
-    """Adds the WhatsApp webhook to `app` (call it only when WhatsApp is on)."""
+def build_router() -> APIRouter:
+    """`GET /webhooks/whatsapp` and the intake writer, which starts and stops with the app.
+    `POST /webhooks/whatsapp` is answered by `ReceiveShortcut`, which the app adds as a
+    middleware."""
     router = APIRouter(lifespan=_lifespan)
     router.add_api_route(PATH, verify, methods=["GET"])
-    app.include_router(router)
-    app.add_middleware(ReceiveShortcut)
+    return router
 
 
 class ReceiveShortcut:
@@ -91,7 +93,7 @@ class ReceiveEndpoint:
         app = scope["app"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            raw = await read_limited(headers, receive, MAX_BODY)
+            raw = await read_limited(headers, receive, tunables.WHATSAPP_MAX_BODY)
         except BodyTooLarge:
             await _answer(send, 413, b'{"error":"body larger than 3 MB"}')
             return

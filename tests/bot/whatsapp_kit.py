@@ -11,9 +11,9 @@ import httpx
 import uvicorn
 
 from bot.app import create_app
-from bot.bootstrap import build_services
-from bot.services import Services
-from bot.settings import Settings
+from bot.core.bootstrap import build_services
+from bot.core.services import Services
+from bot.core.settings import Settings
 from sandbox.inbound import whatsapp_message, whatsapp_signature
 
 APP_SECRET = "test-app-secret"

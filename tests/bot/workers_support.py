@@ -10,13 +10,13 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot.assignment import assign_task
-from bot.delivery import channel_senders
-from bot.jobs import Jobs
-from bot.runtime import install_services
-from bot.services import Services
-from bot.settings import Settings
-from bot.worker import make_worker
+from bot.core.bootstrap import build_senders, build_whatsapp_sender
+from bot.core.jobs import Jobs
+from bot.core.services import Services
+from bot.core.settings import Settings
+from bot.usecases.assignment import assign_task
+from bot.worker.entrypoints import install_services
+from bot.worker.process import make_worker
 from rules import RulesHolder, compute_deadlines
 from store.db import Database
 from store.events import list_events
@@ -60,7 +60,8 @@ def make_services(database_url: str, redis_url: str, rules_path: Path) -> Servic
         rules=RulesHolder(rules_path),
         redis=redis,
         jobs=Jobs(redis),
-        **channel_senders(settings),
+        senders=build_senders(settings),
+        whatsapp=build_whatsapp_sender(settings),
     )
     install_services(services)
     return services

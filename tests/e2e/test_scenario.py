@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from bot.demo import DEFAULT_SCENARIO, settle
+from bot.cli.demo import DEFAULT_SCENARIO, settle
 from rules import load_rules
 from sandbox.graph import FakeGraph
 from sandbox.scenario import Fakes, Player, load_scenario, seed_customers

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from notifiers.dispatch import queue_notification
+from notifiers.queueing import queue_notification
 from rules import RoutingResult, route
 from rules.config import RulesConfig
 from rules.loader import parse_rules
+from store.agents import get_agent_states
 from store.lifecycle import SYSTEM, Action
 from store.models import Contact, Task
 from store.tasks import create_task, transition_task
@@ -60,9 +61,10 @@ def make_task(session, *, assignee: str | None = None, language: str = "es") -> 
 
 
 def simple_assign(session, *, config, task, now, exclude=()) -> RoutingResult:
-    """A stand-in for bot.assignment.assign_task: route by load, assign, notify."""
+    """A stand-in for bot/'s assign_task (notifier tests do not import bot/): route by the
+    agents' stored state (away, load), assign, notify."""
     result = route(config, team=task.team, skills=task.skills, language=task.language,
-                   agents={}, now=now, exclude=exclude)
+                   agents=get_agent_states(session), now=now, exclude=exclude)
     if result.agent_id is None:
         return result
     transition_task(session, task=task, action=Action.ASSIGN, actor=SYSTEM,

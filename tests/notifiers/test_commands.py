@@ -1,11 +1,12 @@
-"""The command grammar and its handlers, against a real database (no Slack, no Telegram)."""
+"""Running commands through their handlers, against a real database (no Slack, no Telegram)."""
 
-import pytest
 from sqlalchemy import select
 
-from notifiers.commands import CommandRequest, parse_command, run_command
+from bot.usecases.assignment import assign_task
+from notifiers.commands import run_command
+from notifiers.grammar import CommandRequest
 from store.events import Audit, list_events
-from store.models import OutboxMessage, TaskEvent, TaskStatus
+from store.models import AgentState, OutboxMessage, TaskEvent, TaskStatus
 from store.tasks import get_task
 from tests.notifiers.helpers import NOW, config, make_task, simple_assign
 
@@ -32,21 +33,6 @@ def outbox(db, kind=None):
         query = select(OutboxMessage).order_by(OutboxMessage.id)
         rows = list(session.scalars(query))
     return [row for row in rows if kind is None or row.kind == kind]
-
-
-@pytest.mark.parametrize(
-    ("text", "verb", "args"),
-    [
-        ("accept T-12", "accept", ("T-12",)),
-        ("/accept@opsbot_bot 12", "accept", ("12",)),
-        ("  NOTE t-3 hola  mundo ", "note", ("t-3", "hola", "mundo")),
-        ("", "help", ()),
-        ("/ops accept 12", "accept", ("12",)),
-    ],
-)
-def test_parse_command(text, verb, args):
-    command = parse_command(text)
-    assert (command.verb, command.args) == (verb, args)
 
 
 def test_accept_start_wait_close_by_the_assignee(db):
@@ -142,9 +128,6 @@ def test_telegram_ids_and_listing(db):
 
 
 def test_away_and_back_route_the_waiting_tasks(db):
-    from bot.assignment import assign_task
-    from store.models import AgentState
-
     number = new_task(db, assignee=None)
     assert slack(db, "U0ANA", "away", assign=assign_task).text.startswith("You are away")
     with db.transaction() as session:
@@ -154,3 +137,32 @@ def test_away_and_back_route_the_waiting_tasks(db):
     with db.transaction() as session:
         assert session.get(AgentState, "ana").away is False
     assert task_of(db, number).status == TaskStatus.ASSIGNED
+
+
+def test_listing_scopes_and_stats(db):
+    mine, waiting = new_task(db), new_task(db, assignee=None)
+    other = new_task(db, assignee="pablo")
+    assert slack(db, "U0PABLO", f"accept {other}").ok
+    assert slack(db, "U0PABLO", f"close {other}").ok
+
+    def listed(scope):
+        return [line.split(" · ")[0] for line in slack(db, "U0ANA", f"tasks {scope}").text
+                .splitlines()]
+
+    assert listed("mine") == [f"T-{mine}"]
+    assert listed("team") == listed("open") == [f"T-{mine}", f"T-{waiting}"]
+    assert listed("unassigned") == [f"T-{waiting}"]
+    assert slack(db, "U0ANA", "tasks everything").text == (
+        "Usage: tasks [mine|team|open|unassigned]")
+    assert slack(db, "U0PABLO", "tasks mine").text == "No open tasks of yours right now."
+    assert slack(db, "U0PABLO", "stats").text == (
+        "Your open tasks: none.\nWaiting for your teams: 1.\n"
+        "Closed by you in the last 7 days: 1.")
+
+
+def test_an_away_agent_is_not_offered_tasks(db):
+    number = new_task(db, assignee="pablo")
+    for user in ("U0ANA", "U0MARTA"):
+        assert slack(db, user, "away").ok
+    assert slack(db, "U0PABLO", f"decline {number}").ok
+    assert task_of(db, number).assignee_id == "tina"

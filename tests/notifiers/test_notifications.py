@@ -1,8 +1,7 @@
-"""The channel-neutral notification, its Slack and Telegram renderings, and queueing."""
+"""The channel-neutral notification and its Slack and Telegram renderings."""
 
 import pytest
 
-from notifiers.dispatch import queue_notification, recipients_of
 from notifiers.notifications import (
     Notification,
     NotificationKind,
@@ -88,28 +87,3 @@ def test_the_card_after_an_action(task):
     closed = with_outcome(card, line="Closed by Ana García", status=TaskStatus.CLOSED)
     assert render_telegram(closed)["reply_markup"] is None
     assert not [b for b in render_slack(closed)["blocks"] if b["type"] == "actions"]
-
-
-def test_channel_choice_prefers_the_preferred_channel():
-    assert list(recipients_of(CONFIG.agent("ana"))) == ["slack", "telegram"]
-    assert list(recipients_of(CONFIG.agent("marta"))) == ["telegram", "slack"]
-    assert recipients_of(CONFIG.agent("tina")) == {"telegram": 444}
-
-
-def test_queue_notification_rows(db):
-    with db.transaction() as session:
-        task = make_task(session, assignee="marta")
-        row = queue_notification(session, config=CONFIG, kind="assigned", task=task,
-                                 agent_id="marta", dedupe_key="assigned-1")
-        assert (row.channel, row.agent_id, row.kind) == ("telegram", "marta", "assigned")
-        assert row.payload["to"] == {"telegram": 333, "slack": "U0MARTA"}
-        again = queue_notification(session, config=CONFIG, kind="assigned", task=task,
-                                   agent_id="marta", dedupe_key="assigned-1")
-        assert again is None
-        team = queue_notification(session, config=CONFIG, kind="breach", task=task,
-                                  agent_id=None, dedupe_key="breach-1")
-        assert (team.channel, team.payload["to"], team.payload["team_post"]) == (
-            "slack", {"slack": "C0LOGI"}, True)
-        nobody = queue_notification(session, config=CONFIG, kind="assigned", task=task,
-                                    agent_id="ghost", dedupe_key="ghost-1")
-        assert nobody is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from rules import ContactFacts, Decision, HistoryFacts, MessageFacts, MessageType, evaluate
 from rules.config import RulesConfig
@@ -63,7 +64,5 @@ def decide(config: RulesConfig, text: str = "", *, type: MessageType = MessageTy
 
 def madrid(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
     """Return the UTC instant of a Madrid wall-clock time."""
-    from zoneinfo import ZoneInfo
-
     local = datetime(year, month, day, hour, minute, tzinfo=ZoneInfo("Europe/Madrid"))
     return local.astimezone(UTC)

@@ -1,4 +1,4 @@
-"""Business-time arithmetic: weekly hours, holidays, DST, SLA deadlines and reminders."""
+"""Business-time arithmetic: weekly hours, holidays and DST."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules import (
-    DeadlineKind,
-    Priority,
-    add_business_time,
-    business_time_between,
-    compute_deadlines,
-    is_business_time,
-)
+from rules import add_business_time, business_time_between, is_business_time
 
 from .helpers import config_with, madrid
 
@@ -38,13 +31,12 @@ ADD_CASES = [
 @pytest.mark.parametrize(("start", "duration", "expected"), [c[1:] for c in ADD_CASES],
                          ids=[c[0] for c in ADD_CASES])
 def test_add_business_time(start: tuple, duration: timedelta, expected: tuple) -> None:
-    config = config_with()
-    assert add_business_time(config, madrid(*start), duration) == madrid(*expected)
+    calendar = config_with().calendar
+    assert add_business_time(calendar, madrid(*start), duration) == madrid(*expected)
 
 
 def test_dst_deadline_keeps_wall_clock_hours() -> None:
-    config = config_with()
-    due = add_business_time(config, madrid(2026, 3, 27, 17, 0), 2 * H)
+    due = add_business_time(config_with().calendar, madrid(2026, 3, 27, 17, 0), 2 * H)
     # Friday is UTC+1, Monday after the change is UTC+2: 10:00 local is 08:00 UTC.
     assert due == datetime(2026, 3, 30, 8, 0, tzinfo=UTC)
 
@@ -52,13 +44,13 @@ def test_dst_deadline_keeps_wall_clock_hours() -> None:
 def test_round_the_clock_across_dst_is_elapsed_time() -> None:
     config = config_with()
     start = madrid(2026, 3, 29, 1, 30)  # 30 min before clocks jump from 02:00 to 03:00
-    due = add_business_time(config, start, 1 * H, business_hours=False)
+    due = add_business_time(config.calendar, start, 1 * H, business_hours=False)
     assert due.astimezone(config.tz).strftime("%H:%M %Z") == "03:30 CEST"
 
 
 def test_split_shift_and_saturday_calendar() -> None:
     split = config_with(business_hours='{mon-fri: ["09:00-13:00", "15:00-19:00"], '
-                                       'sat: "10:00-14:00"}')
+                                       'sat: "10:00-14:00"}').calendar
     assert not is_business_time(split, madrid(2026, 3, 6, 14))
     assert add_business_time(split, madrid(2026, 3, 6, 12), 2 * H) == madrid(2026, 3, 6, 16)
     assert add_business_time(split, madrid(2026, 3, 6, 18), 2 * H) == madrid(2026, 3, 7, 11)
@@ -80,49 +72,18 @@ IS_CASES = [
 
 @pytest.mark.parametrize(("at", "expected"), IS_CASES)
 def test_is_business_time(at: tuple, expected: bool) -> None:
-    assert is_business_time(config_with(), madrid(*at)) is expected
+    assert is_business_time(config_with().calendar, madrid(*at)) is expected
 
 
 def test_business_time_between_is_the_inverse() -> None:
-    config = config_with()
+    calendar = config_with().calendar
     start = madrid(2026, 3, 6, 17, 30)
     for hours in (0.5, 2, 9, 30):
-        due = add_business_time(config, start, timedelta(hours=hours))
-        assert business_time_between(config, start, due) == timedelta(hours=hours)
-    assert business_time_between(config, start, start - H) == timedelta(0)
+        due = add_business_time(calendar, start, timedelta(hours=hours))
+        assert business_time_between(calendar, start, due) == timedelta(hours=hours)
+    assert business_time_between(calendar, start, start - H) == timedelta(0)
 
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        add_business_time(config_with(), datetime(2026, 3, 6, 10), H)
-
-
-def test_deadlines_in_business_time_with_reminders() -> None:
-    config = config_with()
-    deadlines = compute_deadlines(config, priority="normal", start=madrid(2026, 3, 6, 17, 30))
-    assert deadlines.first_response_due == madrid(2026, 3, 9, 10, 30)  # 2 business hours
-    assert deadlines.resolution_due == madrid(2026, 3, 11, 14, 30)  # 0.5 + 9 + 9 + 5.5 h
-    reminders = {(r.kind, r.percent): r.at for r in deadlines.reminders}
-    assert reminders[(DeadlineKind.first_response, 50)] == madrid(2026, 3, 9, 9, 30)
-    assert reminders[(DeadlineKind.first_response, 80)] == madrid(2026, 3, 9, 10, 6)
-    assert len(deadlines.reminders) == 4
-
-
-def test_deadlines_round_the_clock_policy() -> None:
-    config = config_with()
-    start = madrid(2026, 3, 7, 23, 0)  # Saturday night
-    deadlines = compute_deadlines(config, priority=Priority.urgent, start=start)
-    assert deadlines.first_response_due == start + 15 * M
-    assert deadlines.resolution_due == start + 2 * H
-    assert [r.at - start for r in deadlines.reminders] == [
-        7.5 * M, 12 * M, 1 * H, 96 * M]
-
-
-def test_named_policy_and_priority_fallback() -> None:
-    config = config_with()
-    start = madrid(2026, 3, 4, 10)
-    assert compute_deadlines(config, priority="low", start=start, sla="vip").first_response_due \
-        == madrid(2026, 3, 4, 10, 30)
-    # `low` has no policy of its own: it uses `normal`.
-    assert compute_deadlines(config, priority="low", start=start).first_response_due \
-        == madrid(2026, 3, 4, 12)
+        add_business_time(config_with().calendar, datetime(2026, 3, 6, 10), H)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from rules import ContactFacts, HistoryFacts, MessageFacts, Priority, evaluate
-from rules.matching import MatchContext
+from rules import ContactFacts, HistoryFacts, MessageFacts, Priority, evaluate, matching
+from rules.matching import MatchContext, compiled_rules
 from rules.text import tokenize
 
 from .helpers import FRIDAY_10, config_with, decide
@@ -144,7 +144,7 @@ def test_index_evaluates_the_same_as_a_linear_scan() -> None:
     rules += "\n- {name: img, when: {type: image}, then: {tags: [img]}, continue: true}"
     rules += "\n- {name: any, when: {any: [{keywords: [zz]}, {regex: 'w3'}]}, then: {tags: [a]}}"
     config = config_with(rules)
-    compiled = config.compiled
+    compiled = compiled_rules(config)
     for text in ["w1 w3", "dos w7 w39", "nada", "w3", "zz w2"]:
         tokens = tokenize(text)
         ctx = MatchContext(config, MessageFacts(text), ContactFacts(), HistoryFacts(),
@@ -158,9 +158,25 @@ def test_index_evaluates_the_same_as_a_linear_scan() -> None:
 def test_index_only_tests_rules_that_can_match() -> None:
     rules = "\n".join(f"- {{name: r{i}, when: {{keywords: [w{i}]}}, then: {{}}}}"
                       for i in range(100))
-    compiled = config_with(rules + "\n- {name: fallback, then: {}}").compiled
+    compiled = compiled_rules(config_with(rules + "\n- {name: fallback, then: {}}"))
     candidates = compiled.candidates(frozenset(tokenize("w7 w42")))
     assert [c.rule.name for c in candidates] == ["r7", "r42", "fallback"]
+
+
+def test_rules_are_compiled_once_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_with(SHIPPING)
+
+    def refuse(config: object) -> None:
+        raise AssertionError("compiled after load")
+
+    monkeypatch.setattr(matching, "compile_rules", refuse)
+    assert decide(config, "cambio de envío").matched[0].name == "shipping"
+    assert compiled_rules(config) is compiled_rules(config)
+
+
+def test_the_same_file_loads_to_equal_configs() -> None:
+    assert config_with(SHIPPING) == config_with(SHIPPING)
+    assert config_with(SHIPPING) != config_with()
 
 
 def test_reopen_window_and_defaults() -> None:

@@ -1,0 +1,35 @@
+"""The `opsbot` command line (also `python -m bot`)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.cli.ops import register as register_ops
+from bot.cli.report import report as report_command
+from bot.cli.rules import rules_app
+from bot.cli.tasks import tasks_app
+from bot.cli.telegram import telegram_app
+
+app = typer.Typer(help="opsbot: every WhatsApp message becomes a task that gets done.")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(rules_app, name="rules")
+app.add_typer(telegram_app, name="telegram")
+app.command("report")(report_command)
+register_ops(app)
+
+
+@app.command("demo")
+def demo(
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario to replay (default examples/demo.yaml).")
+    ] = None,
+) -> None:
+    """Run opsbot in a sandbox and replay a scenario; prints the timeline and the KPIs."""
+    from bot.cli.demo import DEFAULT_SCENARIO, run_demo
+
+    raise typer.Exit(run_demo(scenario or DEFAULT_SCENARIO, echo=typer.echo))
+
+
+def main() -> None:
+    app(prog_name="opsbot")

@@ -1,0 +1,198 @@
+"""Operating commands: `opsbot run|serve|worker`, `opsbot db upgrade`, `opsbot events ...`,
+`opsbot jobs ...`."""
+
+import os
+from typing import Annotated
+
+import typer
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from bot.cli.support import JsonFlag, load_settings, print_json
+from bot.core.bootstrap import build_services, open_database
+from bot.core.logs import configure_logging
+from bot.core.settings import ConfigError
+from store.inbound import list_failed_events, retry_events
+
+db_app = typer.Typer(help="Database schema.")
+events_app = typer.Typer(help="Raw inbound events that could not be processed.")
+jobs_app = typer.Typer(help="Background jobs that failed.")
+
+NoMigrate = Annotated[
+    bool, typer.Option("--no-migrate", help="Skip migrating the database on start.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Mounts these commands on the `opsbot` app."""
+    app.command("run")(run)
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.add_typer(db_app, name="db")
+    app.add_typer(events_app, name="events")
+    app.add_typer(jobs_app, name="jobs")
+
+
+def _services(*, migrate: bool = False):
+    try:
+        return build_services(load_settings(), migrate=migrate)
+    except ConfigError as exc:
+        typer.echo(f"opsbot: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def run(
+    host: Annotated[str, typer.Option(help="Address of the web app.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web app (default $PORT or 8000).")] = 0,
+    workers: Annotated[int, typer.Option(help="How many worker processes.")] = 1,
+) -> None:
+    """Everything locally: migrate, embedded Redis (when REDIS_URL is unset), web + worker."""
+    from bot.core.supervisor import run_all
+
+    port = port or int(os.environ.get("PORT", "8000"))
+    raise typer.Exit(run_all(load_settings(), host=host, port=port, workers=workers))
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (default $PORT or 8000).")] = 0,
+    no_migrate: NoMigrate = False,
+) -> None:
+    """The web app (every webhook, /healthz, /readyz); migrates the database first."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = load_settings()
+    if not no_migrate:
+        open_database(settings).dispose()
+    port = port or int(os.environ.get("PORT", "8000"))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def worker(
+    burst: Annotated[bool, typer.Option("--burst", help="Quit when the queue is empty.")] = False,
+    no_migrate: NoMigrate = False,
+) -> None:
+    """An RQ worker with the scheduler and the sweeper; SIGTERM finishes the current job."""
+    from bot.worker.entrypoints import install_services
+    from bot.worker.process import run_worker
+
+    configure_logging()
+    services = _services(migrate=not no_migrate)
+    install_services(services)
+    try:
+        run_worker(services, burst=burst)
+    finally:
+        install_services(None)
+        services.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest version."""
+    settings = load_settings()
+    open_database(settings).dispose()
+    typer.echo(f"database at {settings.effective_database_url} is up to date")
+
+
+@events_app.command("failed")
+def events_failed(as_json: JsonFlag = False) -> None:
+    """Inbound events that failed processing, with the reason."""
+    database = open_database(load_settings(), migrate=False)
+    with database.transaction(readonly=True) as session:
+        rows = [
+            {"id": e.id, "provider": e.provider, "provider_event_id": e.provider_event_id,
+             "kind": e.kind, "received_at": e.received_at, "attempts": e.attempts,
+             "error": e.error}
+            for e in list_failed_events(session)
+        ]  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['id']:>6}  {row['received_at']:%Y-%m-%d %H:%M:%S}  {row['kind']:<8} "
+            f"attempts={row['attempts']}  {row['error'] or ''}"
+        )
+    if not rows:
+        typer.echo("no failed events")
+
+
+@events_app.command("retry")
+def events_retry(
+    event_id: Annotated[int | None, typer.Argument(help="The event id.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every failed event.")] = False,
+) -> None:
+    """Set failed events back to pending and dispatch them again."""
+    if (event_id is None) == (not all_):
+        typer.echo("opsbot: give an event ID or --all", err=True)
+        raise typer.Exit(2)
+    from bot.worker.drains import request_drain
+
+    services = _services()
+    with services.db.transaction() as session:
+        count = len(retry_events(session, event_ids=None if all_ else [event_id]))
+    request_drain(services)
+    services.close()
+    typer.echo(f"{count} event(s) queued again")
+    if event_id is not None and not count:
+        raise typer.Exit(1)
+
+
+@jobs_app.command("failed")
+def jobs_failed(as_json: JsonFlag = False) -> None:
+    """Background jobs that failed for good, with their error."""
+    services = _services()
+    rows = [_job_row(job) for job in _failed_jobs(services)]
+    services.close()
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['id']}  {row['func']}{tuple(row['args'])}  ended {row['ended_at']}")
+        typer.echo(f"    {row['error']}")
+    if not rows:
+        typer.echo("no failed jobs")
+
+
+@jobs_app.command("requeue")
+def jobs_requeue(
+    job_id: Annotated[str | None, typer.Argument(help="The job id.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every failed job.")] = False,
+) -> None:
+    """Put failed jobs back on the queue."""
+    if (job_id is None) == (not all_):
+        typer.echo("opsbot: give a job ID or --all", err=True)
+        raise typer.Exit(2)
+    services = _services()
+    registry = FailedJobRegistry(queue=services.jobs.queue)
+    ids = [job_id] if job_id else registry.get_job_ids()
+    done = 0
+    for one in ids:
+        try:
+            registry.requeue(one)
+            done += 1
+        except Exception as exc:  # unknown id or not failed: say so, go on
+            typer.echo(f"{one}: {exc.__class__.__name__} {exc}", err=True)
+    services.close()
+    typer.echo(f"{done} job(s) requeued")
+    if job_id and not done:
+        raise typer.Exit(1)
+
+
+def _failed_jobs(services) -> list[Job]:
+    registry = FailedJobRegistry(queue=services.jobs.queue)
+    jobs = Job.fetch_many(registry.get_job_ids(), connection=services.redis)
+    return [job for job in jobs if job is not None]
+
+
+def _job_row(job: Job) -> dict:
+    error = (job.latest_result().exc_string if job.latest_result() else None) or ""
+    return {
+        "id": job.id,
+        "func": job.func_name,
+        "args": list(job.args),
+        "ended_at": job.ended_at,
+        "error": error.strip().splitlines()[-1] if error.strip() else "",
+    }

@@ -1,0 +1,54 @@
+"""Every tunable of the web process and the workers, each with the reason for its value.
+
+Modules read these as `tunables.NAME` at call time, so a test may change one with
+`monkeypatch.setattr(tunables, "NAME", value)`.
+"""
+
+from datetime import timedelta
+
+# --- RQ jobs -------------------------------------------------------------------------------
+QUEUE_NAME = "opsbot"
+JOB_TIMEOUT = 60  # seconds; a drain works for DRAIN_SECONDS, a delivery waits at most ~10 s
+RESULT_TTL = 3600  # finished jobs' results: an hour is enough to look at what just ran
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible (`opsbot jobs failed`) for a week
+RETRY_WAITS = (2, 10, 30, 120, 600)  # seconds before retry n: five retries over ~13 minutes
+
+# --- Drains (bot.worker.drains) --------------------------------------------------------------
+# One RQ job costs a worker ~4 ms (about 20 Redis round trips), so drains take work in
+# batches: one transaction per step, one wait for SQLite's writer lock.
+DRAIN_SECONDS = 1.0  # a drain job then makes way for the other jobs in the queue
+WAITING_TTL = 10  # seconds; a waiting drain lost with Redis blocks new requests no longer
+EVENT_BATCH = 25  # inbound events applied per step
+OUTBOX_BATCH = 50  # outbox rows claimed (and sent after the commit) per step
+TIMER_BATCH = 500  # tasks whose timers are scheduled per step (three Redis round trips)
+
+# --- Event processing (bot.usecases.messages) ------------------------------------------------
+CONFLICT_RETRIES = 3  # a task changed at the same moment (or a deadlock): redo the event
+
+# --- Delivery (bot.usecases.delivery) -------------------------------------------------------
+BACKOFF = (0.25, 0.5, 1.0)  # seconds between quick retries inside one job run
+MAX_WAIT = 5.0  # a Retry-After up to this is waited out in the job; longer is rescheduled
+MAX_RATE_WAITS = 3  # Retry-After waits in one job run before it is rescheduled
+
+# --- Sweeper (bot.worker.sweeper) -----------------------------------------------------------
+SWEEP_EVERY = 5.0  # seconds between sweeps of each worker
+GRACE = timedelta(seconds=5)  # a claim this young may belong to a job not yet enqueued
+TIMERS_CHECK_EVERY = 600  # seconds between looks for timers Redis lost (evicted keys)
+TIMERS_RESTORE_BATCH = 500  # tasks per Redis look when restoring lost timers
+
+# --- Worker process (bot.worker.process) ----------------------------------------------------
+WORKER_TTL = 30  # seconds; RQ blocks on the queue for worker_ttl - 15 between maintenance
+JOB_MONITORING_INTERVAL = 5
+MAINTENANCE_INTERVAL = 30  # RQ's registry clean-up (abandoned and expired jobs)
+ALIVE_TTL = 5  # seconds; the sweeper requeues the jobs of a worker whose key expired
+HEARTBEAT_EVERY = 1.0  # seconds between refreshes of the worker's alive key
+SCHEDULER_TICK = 0.25  # seconds between looks at the schedule (RQ: 1 s)
+SCHEDULER_MAX_BATCHES = 50  # per tick: 50 x 1,000 due jobs
+
+# --- Web process ------------------------------------------------------------------------
+WHATSAPP_MAX_BODY = 3 * 1024 * 1024  # Meta's bodies are a few KB; a batch stays far below
+INTAKE_MAX_BATCH = 2000  # webhook bodies committed in one intake transaction
+ANSWER_IN_ACK_WITHIN = 2.0  # seconds; Slack wants the ack within 3 s, else it retries
+
+# --- `opsbot run` (bot.core.supervisor) ------------------------------------------------------
+STOP_TIMEOUT = 30.0  # seconds a child gets to finish its current job after SIGTERM

@@ -1,0 +1,223 @@
+"""Applying one customer message: contact, rules, then a new task or the open one.
+
+Called inside the caller's transaction; nothing here commits or talks to the network.
+"""
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.usecases.assignment import assign_task, notify_agent
+from bot.whatsapp.parsing import DeliveryStatus, InboundMessage
+from rules import (
+    ContactFacts,
+    Decision,
+    HistoryFacts,
+    RulesConfig,
+    compute_deadlines,
+    evaluate,
+    pick_language_text,
+    render_template,
+)
+from store.contacts import note_inbound, upsert_contact
+from store.events import Audit, record_event
+from store.lifecycle import Action, Actor, ActorKind
+from store.messages import apply_status, record_inbound_message
+from store.models import Contact, Message, Task, TaskStatus
+from store.outbox import queue_customer_message
+from store.tasks import CustomerTasks, create_task, find_customer_tasks, transition_task
+
+_CLOSED = (TaskStatus.RESOLVED, TaskStatus.CLOSED)
+
+
+class MessageOutcome(StrEnum):
+    """What a customer message did."""
+
+    DUPLICATE = "duplicate"  # seen before: nothing done
+    THREADED = "threaded"  # added to the customer's open task
+    RATED = "rated"  # a satisfaction rating of the last task
+    REOPENED = "reopened"  # reopened the customer's recently closed task
+    RECORDED = "recorded"  # kept, no task: ignored by the rules, or a reaction
+    CREATED = "created"  # a new task
+
+
+def apply_message(session: Session, *, config: RulesConfig, message: InboundMessage,
+                  now: datetime) -> MessageOutcome:
+    """Records the message and acts on it; returns what happened."""
+    contact, created = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
+                                      name=message.name, now=message.at)
+    # A customer created just now has no tasks: nothing to look up.
+    tasks = CustomerTasks() if created else find_customer_tasks(session, contact_id=contact.id)
+    history = _history(contact, tasks, message.at)
+    stored = record_inbound_message(
+        session, provider_message_id=message.wamid, contact_id=contact.id, type=message.type,
+        text=message.text, media_id=message.media_id, payload=_payload(message), at=message.at,
+        task_id=tasks.open.id if tasks.open is not None else None)  # threaded below
+    if stored is None:
+        return MessageOutcome.DUPLICATE
+    decision = evaluate(config, message=message.facts(), contact=_contact_facts(contact),
+                        history=history, now=message.at)
+    note_inbound(contact, at=message.at)
+    contact.language = contact.language or decision.language
+    if tasks.open is not None:
+        _thread(session, config, tasks.open, stored, contact, now)
+        return MessageOutcome.THREADED
+    if message.type == "reaction" or decision.ignore:
+        return MessageOutcome.RECORDED
+    task = _reopenable(config, tasks.last, message.at)
+    rating = read_rating(stored.text or "")
+    if task is not None and rating is not None and task.rating is None:
+        _rate(session, task, stored, contact, rating, now)
+        return MessageOutcome.RATED
+    if task is not None:
+        _reopen(session, config, task, stored, contact, now)
+        return MessageOutcome.REOPENED
+    _open_task(session, config, decision, stored, contact, message, now)
+    return MessageOutcome.CREATED
+
+
+def _payload(message: InboundMessage) -> dict[str, Any]:
+    payload = dict(message.details)
+    payload.update(parsed_by=message.parsed_by)
+    for key in ("button_payload", "reaction_to"):
+        if getattr(message, key):
+            payload[key] = getattr(message, key)
+    return payload
+
+
+def _contact_facts(contact: Contact) -> ContactFacts:
+    return ContactFacts(name=contact.name, status=contact.crm_status or "lead",
+                        language=contact.language, tags=tuple(contact.tags or ()))
+
+
+def _history(contact: Contact, tasks: CustomerTasks, at: datetime) -> HistoryFacts:
+    days = None
+    if contact.last_inbound_at is not None:
+        days = max((at - contact.last_inbound_at).total_seconds(), 0) / 86400
+    last = tasks.last
+    return HistoryFacts(task_count=tasks.count, open_task=bool(last and last.is_open),
+                        last_category=last.category if last else None,
+                        days_since_last_contact=days)
+
+
+def _customer(contact: Contact) -> Actor:
+    return Actor(ActorKind.CUSTOMER, contact.wa_id or contact.user_id)
+
+
+def _thread(session: Session, config: RulesConfig, task: Task, stored: Message,
+            contact: Contact, now: datetime) -> None:
+    stored.task_id = task.id
+    record_event(session, task=task, actor=_customer(contact).label, action=Audit.MESSAGE,
+                 details={"message_id": stored.id, "type": stored.type,
+                          "text": (stored.text or "")[:1000]}, at=now)
+    if task.status == TaskStatus.WAITING_CUSTOMER:
+        transition_task(session, task=task, action=Action.RESUME, actor=_customer(contact),
+                        reason="the customer answered", now=now)
+    if task.assignee_id:
+        notify_agent(session, config=config, kind="follow_up", task=task,
+                     agent_id=task.assignee_id, dedupe_key=f"follow_up:{stored.id}",
+                     details={"text": stored.text}, new_key=True)  # stored just now
+
+
+def _reopenable(config: RulesConfig, last: Task | None, at: datetime) -> Task | None:
+    if last is None or last.status not in _CLOSED:
+        return None
+    ended = last.closed_at or last.resolved_at or last.updated_at
+    return last if ended >= at - config.reopen_within else None
+
+
+_RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$|^\s*((?:⭐\ufe0f?){1,5})\s*$")
+
+
+def read_rating(text: str) -> int | None:
+    """The satisfaction rating in a reply to the closing message ("4", "5/5", "⭐⭐⭐"), or
+    None when the text is anything else."""
+    match = _RATING.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) if match.group(1) else match.group(2).count("⭐")
+
+
+def _rate(session: Session, task: Task, stored: Message, contact: Contact, rating: int,
+          now: datetime) -> None:
+    # A lone 1-5 right after a closing asks for nothing new: it answers "how did we do?".
+    stored.task_id = task.id
+    task.rating = rating
+    record_event(session, task=task, actor=_customer(contact).label, action=Audit.RATED,
+                 details={"rating": rating, "message_id": stored.id}, at=now)
+
+
+def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
+            contact: Contact, now: datetime) -> None:
+    transition_task(session, task=task, action=Action.REOPEN, actor=_customer(contact),
+                    reason="the customer wrote again", now=now)
+    _thread(session, config, task, stored, contact, now)
+    if task.assignee_id is None:
+        assign_task(session, config=config, task=task, now=now)
+
+
+def _open_task(session: Session, config: RulesConfig, decision: Decision, stored: Message,
+               contact: Contact, message: InboundMessage, now: datetime) -> Task:
+    start = min(message.at, now)
+    deadlines = compute_deadlines(config, priority=decision.priority, start=start,
+                                  sla=decision.sla)
+    rules = [{"rule": m.name, "reasons": list(m.reasons)} for m in decision.matched]
+    task = create_task(
+        session, title=decision.title, category=decision.category,
+        priority=str(decision.priority), actor=_customer(contact), contact_id=contact.id,
+        details={"message_id": stored.id, "matched": rules}, now=now,
+        tags=list(decision.tags), team=decision.team, skills=list(decision.skills),
+        stage=decision.stage, rule=decision.matched[0].name if decision.matched else None,
+        language=decision.language or contact.language or config.default_language,
+        sla_policy=decision.sla, first_response_due=deadlines.first_response_due,
+        resolution_due=deadlines.resolution_due,
+    )
+    stored.task_id = task.id
+    assign_task(session, config=config, task=task, now=now, new_task=True)
+    _acknowledge(session, config, decision, task, contact, message)
+    return task
+
+
+def _acknowledge(session: Session, config: RulesConfig, decision: Decision, task: Task,
+                 contact: Contact, message: InboundMessage) -> None:
+    template = pick_language_text(decision.reply, task.language, config.default_language)
+    if not template:
+        return
+    text = render_template(template, reply_values(config, task, contact, message))
+    queue_customer_message(session, contact=contact, kind="ack", text=text,
+                           dedupe_key=f"ack:{task.id}", task=task, new_key=True)
+
+
+def reply_values(config: RulesConfig, task: Task, contact: Contact,
+                 message: InboundMessage | None = None) -> dict[str, Any]:
+    """The `{contact.*}`, `{task.*}`, `{sla.*}`, `{agent.*}` values of a customer reply."""
+    policy = config.policy(task.sla_policy or task.priority)
+    agent = config.agent(task.assignee_id) if task.assignee_id else None
+    return {
+        "contact": {"name": contact.name or "", "status": contact.crm_status,
+                    "language": contact.language, "phone": contact.phone},
+        "task": {"number": task.number, "ref": task.ref, "title": task.title,
+                 "category": task.category, "priority": task.priority, "team": task.team},
+        "sla": {"first_response": policy.first_response, "resolution": policy.resolution},
+        "agent": {"name": agent.name if agent else ""},
+        "message": {"text": message.text if message else "",
+                    "type": message.type if message else ""},
+    }
+
+
+def apply_status_update(session: Session, *, status: DeliveryStatus, now: datetime) -> bool:
+    """Applies a delivery status to our outbound message; a failure becomes an audit event on
+    the task. Returns False when no outbound message has this id."""
+    message = apply_status(session, provider_message_id=status.wamid, status=status.status,
+                           error=status.error)
+    if message is None:
+        return False
+    if status.status == "failed" and message.task_id is not None:
+        task = session.get(Task, message.task_id)
+        record_event(session, task=task, actor="whatsapp", action=Audit.DELIVERY_FAILED,
+                     details={"message_id": message.id, "wamid": status.wamid,
+                              "error": status.error}, at=now)
+    return True

@@ -1,0 +1,320 @@
+"""Delivering outbox rows: agent cards on Slack/Telegram, customer messages on WhatsApp.
+
+A drain claims a batch of rows in its transaction (`store.claims.claim_outbox`), sends each
+once after the commit (`send_claimed`) and records what happened in its next transaction
+(`record_sends`). A row whose send fails is handed to its own job, which calls
+`deliver_outbox`: errors worth retrying are retried a few times in the job (short back-off,
+429 Retry-After waited out), then by the job's retry policy (it raises); after `RETRY`'s
+runs, or at once for a permanent refusal, an agent notification falls back to the agent's
+other channel, else it is marked failed with a `delivery_failed` audit event. A row already
+sent is left alone. Nothing here talks to Redis: the worker enqueues the jobs these
+functions hand rows to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.core import tunables
+from bot.core.jobs import RETRY, outbox_job_id
+from bot.whatsapp.sending import WhatsAppSender
+from notifiers.channels import CardRef, ChannelSender
+from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from notifiers.notifications import Notification, NotificationKind
+from notifiers.queueing import card_recipient
+from rules import TemplateRef
+from store.claims import hand_over
+from store.db import Database
+from store.events import Audit, record_event
+from store.models import Contact, Message, OutboxMessage, OutboxStatus, Task
+from store.outbox import CUSTOMER_CHANNEL, mark_outbox_sent
+from store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window: free text inside it
+
+
+class DeliveryOutcome(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"  # not pending any more: sent or failed already
+    FAILED = "failed"  # failed for good, on every channel it could use
+    RESCHEDULED = "rescheduled"  # rate limited for longer than a job waits
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What delivering one row did; `fell_back_to`: the channels it switched to, in order."""
+
+    outcome: DeliveryOutcome
+    fell_back_to: tuple[str, ...] = ()
+    retry_at: datetime | None = None  # RESCHEDULED: when the row's next job runs
+
+    def __str__(self) -> str:
+        return "".join(f"fell_back:{channel}+" for channel in self.fell_back_to) + self.outcome
+
+
+@dataclass(frozen=True)
+class Outlets:
+    """Everything a delivery may send through."""
+
+    agents: Mapping[str, ChannelSender]  # by channel name: the agent channels that are on
+    whatsapp: WhatsAppSender | None  # None: WhatsApp is off
+    out_of_window_template: TemplateRef | None  # sent to a customer outside the window
+
+
+class _Reschedule(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"rate limited for {seconds:.0f} s")
+        self.seconds = seconds
+
+
+@dataclass
+class Sends:
+    """What sending claimed rows did, still to record (`record_sends`): until then the rows
+    stay claimed by the drain, so that nobody sends them again."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)  # `_sent_values` of each row
+    failed: list[int] = field(default_factory=list)  # rows for their own delivery job
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.failed)
+
+
+def send_claimed(db: Database, outlets: Outlets, rows: list[OutboxMessage]) -> Sends:
+    """Sends each claimed row once; returns what to record (a drain records it in its next
+    transaction)."""
+    sends, sent_ids = Sends(), set()
+    for row in rows:
+        if row.kind == NotificationKind.CARD_UPDATE and row.payload.get("card_id") in sent_ids:
+            _record_sent(db, sends.sent)  # the update reads the card's ids from its row
+            sends.sent, sent_ids = [], set()
+        try:
+            chat_id, message_id = _send_once(db, outlets, row)
+        except Exception as exc:  # the row's own job retries, waits or falls back
+            log.info("outbox %s: %s; handing it to its own job", row.id, exc)
+            sends.failed.append(row.id)
+            continue
+        sends.sent.append(_sent_values(row, chat_id=chat_id, message_id=message_id))
+        sent_ids.add(row.id)
+    return sends
+
+
+def record_sends(session: Session, sends: Sends, *, now: datetime) -> list[int]:
+    """Marks the sent rows sent and hands the failed ones to their own delivery jobs;
+    returns the failed rows, whose jobs the caller enqueues once this transaction commits."""
+    mark_outbox_sent(session, rows=sends.sent)
+    for row_id in sends.failed:
+        hand_over(session, OutboxMessage, [row_id], owner=outbox_job_id(row_id), now=now)
+    return list(sends.failed)
+
+
+def deliver_outbox(db: Database, outlets: Outlets, outbox_id: int) -> Delivered:
+    """Delivers one row (see the module docstring). Raises TransientDeliveryError when its
+    job should be retried later."""
+    with db.transaction(readonly=True) as session:
+        row = session.get(OutboxMessage, outbox_id)
+    if row is None or row.status != OutboxStatus.PENDING:
+        return Delivered(DeliveryOutcome.SKIPPED)
+    try:
+        chat_id, message_id = _send_with_retries(db, outlets, row)
+    except _Reschedule as wait:
+        at = utcnow() + timedelta(seconds=wait.seconds)
+        with db.transaction() as session:
+            hand_over(session, OutboxMessage, [outbox_id], owner=outbox_job_id(outbox_id, at=at),
+                      now=utcnow())
+        return Delivered(DeliveryOutcome.RESCHEDULED, retry_at=at)
+    except TransientDeliveryError as exc:
+        if _count_failed_run(db, outbox_id, exc) < RETRY.retries:
+            raise
+        return _fall_back(db, outlets, outbox_id, exc)
+    except PermanentDeliveryError as exc:
+        return _fall_back(db, outlets, outbox_id, exc)
+    _record_sent(db, [_sent_values(row, chat_id=chat_id, message_id=message_id)])
+    return Delivered(DeliveryOutcome.SENT)
+
+
+def _send_with_retries(db: Database, outlets: Outlets,
+                       row: OutboxMessage) -> tuple[str | None, str | None]:
+    waits, rate_waits = list(tunables.BACKOFF), 0
+    while True:
+        try:
+            return _send_once(db, outlets, row)
+        except TransientDeliveryError as exc:
+            if exc.retry_after is not None:
+                if exc.retry_after > tunables.MAX_WAIT or rate_waits >= tunables.MAX_RATE_WAITS:
+                    raise _Reschedule(exc.retry_after) from exc
+                rate_waits += 1
+                time.sleep(exc.retry_after)
+            elif waits:
+                time.sleep(waits.pop(0))
+            else:
+                raise
+
+
+def _send_once(db: Database, outlets: Outlets,
+               row: OutboxMessage) -> tuple[str | None, str | None]:
+    if row.channel == CUSTOMER_CHANNEL:
+        return row.payload.get("to"), _whatsapp(db, outlets, row)
+    if row.kind == NotificationKind.CARD_UPDATE:
+        return _update_card(db, outlets, row)
+    notification = Notification.from_dict(row.payload["notification"])
+    recipient = card_recipient(row.payload, channel=row.channel)
+    ref = _agent_channel(outlets, row.channel).send(recipient, notification)
+    return ref.chat, ref.message
+
+
+def _whatsapp(db: Database, outlets: Outlets, row: OutboxMessage) -> str:
+    try:
+        return send_customer_message(db, outlets, row)
+    except DeliveryError:
+        raise  # the sender already said whether a retry can help
+    except ValueError as exc:  # e.g. a payload without a customer: retrying is futile
+        raise PermanentDeliveryError(f"WhatsApp: {exc}") from exc
+    except Exception as exc:  # the database, mostly: worth another run
+        raise TransientDeliveryError(f"WhatsApp: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _update_card(db: Database, outlets: Outlets,
+                 row: OutboxMessage) -> tuple[str | None, str | None]:
+    with db.transaction(readonly=True) as session:
+        card = session.get(OutboxMessage, row.payload["card_id"])
+    if card is None or not card.provider_message_id or not card.provider_chat_id:
+        raise PermanentDeliveryError("the card to update was never delivered")
+    ref = CardRef(card.provider_chat_id, card.provider_message_id)
+    notification = Notification.from_dict(row.payload["notification"])
+    _agent_channel(outlets, card.channel).update(ref, notification)
+    return ref.chat, ref.message
+
+
+def _agent_channel(outlets: Outlets, channel: str) -> ChannelSender:
+    sender = outlets.agents.get(channel)
+    if sender is None:
+        raise PermanentDeliveryError(f"the {channel} channel is off (its bot token is not set)")
+    return sender
+
+
+@dataclass(frozen=True)
+class _CustomerSend:
+    message_id: int | None
+    to: str
+    text: str
+    via: str  # "text" or "template"
+    already_sent: str | None
+
+
+def send_customer_message(db: Database, outlets: Outlets, outbox: OutboxMessage) -> str:
+    """Sends a queued customer message (ack, reply, closing) and returns the wamid: free
+    text inside the 24 h window, the configured template outside it. Records on the
+    outbound Message row which way was used (`via`), the wamid, or the error. A message
+    already sent is not sent again: its wamid is returned. Raises TransientDeliveryError or
+    PermanentDeliveryError (e.g. outside the window without a template)."""
+    plan = _plan(db, outbox, now=utcnow())
+    if plan.already_sent:
+        return plan.already_sent
+    try:
+        wamid = _send_customer(outlets, plan)
+    except DeliveryError as exc:
+        _record_customer_send(db, plan, error=f"{exc.__class__.__name__}: {exc}")
+        raise
+    _record_customer_send(db, plan, wamid=wamid)
+    return wamid
+
+
+def _plan(db: Database, outbox: OutboxMessage, *, now: datetime) -> _CustomerSend:
+    with db.transaction() as session:
+        message_id = (outbox.payload or {}).get("message_id")
+        message = session.get(Message, message_id) if message_id else None
+        contact = session.get(Contact, outbox.contact_id) if outbox.contact_id else None
+        if contact is None:
+            raise PermanentDeliveryError(f"outbox {outbox.id} has no customer to send to")
+        to = contact.wa_id or contact.user_id or outbox.payload.get("to")
+        inside = contact.last_inbound_at is not None and now - contact.last_inbound_at < WINDOW
+        text = (message.text if message else None) or outbox.payload.get("text", "")
+        sent = message.provider_message_id if message is not None else None
+        return _CustomerSend(message_id, str(to), text, "text" if inside else "template", sent)
+
+
+def _send_customer(outlets: Outlets, plan: _CustomerSend) -> str:
+    if outlets.whatsapp is None:
+        raise PermanentDeliveryError("WhatsApp is off (WHATSAPP_TOKEN is not set)")
+    if plan.via == "text":
+        return outlets.whatsapp.send_text(to=plan.to, text=plan.text)
+    if outlets.out_of_window_template is None:
+        raise PermanentDeliveryError(
+            "WhatsApp: the customer wrote more than 24 h ago and rules.yaml has no "
+            "out_of_window_template to send instead")
+    return outlets.whatsapp.send_template(to=plan.to, template=outlets.out_of_window_template,
+                                          text=plan.text)
+
+
+def _record_customer_send(db: Database, plan: _CustomerSend, *, wamid: str | None = None,
+                          error: str | None = None) -> None:
+    if plan.message_id is None:
+        return
+    with db.transaction() as session:
+        message = session.get(Message, plan.message_id)
+        if message is None:
+            return
+        message.via = plan.via
+        if wamid:
+            message.provider_message_id, message.status = wamid, "sent"
+            message.sent_at, message.error = utcnow(), None
+        else:
+            message.error = error[:4000] if error else None
+
+
+def _record_sent(db: Database, values: list[dict[str, Any]]) -> None:
+    if values:
+        with db.transaction() as session:
+            mark_outbox_sent(session, rows=values)
+
+
+def _sent_values(row: OutboxMessage, *, chat_id, message_id) -> dict[str, Any]:
+    """The columns of a sent row (for an UPDATE by primary key)."""
+    return {
+        "id": row.id, "status": OutboxStatus.SENT, "sent_at": utcnow(), "last_error": None,
+        "attempts": row.attempts + 1,
+        "provider_chat_id": str(chat_id) if chat_id is not None else None,
+        "provider_message_id": str(message_id) if message_id is not None else None,
+    }
+
+
+def _count_failed_run(db: Database, outbox_id: int, error: Exception) -> int:
+    with db.transaction() as session:
+        row = session.get(OutboxMessage, outbox_id)
+        row.attempts += 1
+        row.last_error = str(error)[:1000]
+        return row.attempts
+
+
+def _fall_back(db: Database, outlets: Outlets, outbox_id: int, error: Exception) -> Delivered:
+    """Switches an agent notification to the agent's next channel, else marks it failed."""
+    with db.transaction() as session:
+        row = session.get(OutboxMessage, outbox_id)
+        tried = [*row.payload.get("tried", []), row.channel]
+        others = [c for c in row.payload.get("to") or {} if c not in tried]
+        fallback = others[0] if row.kind != NotificationKind.CARD_UPDATE and others else None
+        task = session.get(Task, row.task_id) if row.task_id else None
+        record_event(session, task=task, actor="system", action=Audit.DELIVERY_FAILED,
+                     details={"outbox_id": row.id, "task_id": row.task_id, "kind": row.kind,
+                              "channel": row.channel, "error": str(error)[:500],
+                              "fallback": fallback})
+        row.last_error = str(error)[:1000]
+        if fallback is None:
+            row.status = OutboxStatus.FAILED
+        else:
+            row.payload = {**row.payload, "tried": tried}
+            row.channel, row.attempts = fallback, 0
+    if fallback is None:
+        return Delivered(DeliveryOutcome.FAILED)
+    then = deliver_outbox(db, outlets, outbox_id)
+    return Delivered(then.outcome, (fallback, *then.fell_back_to), then.retry_at)

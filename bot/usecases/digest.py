@@ -1,0 +1,50 @@
+"""The daily digest: each agent's open tasks, sent when their working day starts.
+
+The worker schedules each agent's next digest (`bot.worker.timers.schedule_digests`) at
+`next_day_start`; when it fires, `queue_digest` queues the card once per agent and day.
+"""
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from notifiers.queueing import queue_notification
+from rules import RulesConfig
+from rules.calendar import intervals
+from store.models import OPEN_STATUSES
+from store.tasks import list_tasks
+
+
+class DigestOutcome(StrEnum):
+    QUEUED = "queued"
+    NOT_QUEUED = "already sent or no channel"
+
+
+def next_day_start(config: RulesConfig, agent_id: str, *, now: datetime) -> datetime | None:
+    """The first opening of the agent's working hours on the next working day after `now`."""
+    agent = config.agent(agent_id)
+    week = agent.week if agent is not None and agent.week is not None else None
+    week = week or config.business_hours.week
+    seen: set[date] = set()
+    for opens, _closes in intervals(week, config.business_hours.holidays, config.tz, now):
+        day = opens.astimezone(config.tz).date()
+        if day in seen:
+            continue
+        seen.add(day)
+        if opens > now:
+            return opens
+        if len(seen) > 370:
+            break
+    return None
+
+
+def queue_digest(session: Session, *, config: RulesConfig, agent_id: str,
+                 day: str) -> DigestOutcome:
+    """Queues the digest of `agent_id` for `day` (once per agent and day)."""
+    tasks = list_tasks(session, statuses=list(OPEN_STATUSES), assignee_id=agent_id)
+    rows = [{"ref": t.ref, "status": str(t.status), "title": t.title} for t in reversed(tasks)]
+    row = queue_notification(session, config=config, kind="digest", task=None,
+                             agent_id=agent_id, dedupe_key=f"digest-{agent_id}-{day}",
+                             details={"tasks": rows, "day": day})
+    return DigestOutcome.QUEUED if row is not None else DigestOutcome.NOT_QUEUED

@@ -1,0 +1,90 @@
+"""Sending to customers on WhatsApp through pywa: free text, or an approved template for a
+customer outside the 24-hour customer-service window (the caller decides which)."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from pywa import WhatsApp
+from pywa.errors import ThrottlingError, WhatsAppError
+from pywa.types.templates import BodyText, TemplateLanguage
+from pywa.utils import UserIdentifier
+
+from bot.whatsapp.graph_transport import pywa_http_client
+from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
+from rules import TemplateRef
+
+# Customers are addressed by wa_id first (pywa's default prefers the BSUID).
+_ADDRESSING = (UserIdentifier.WA_ID, UserIdentifier.BSUID, UserIdentifier.PARENT_BSUID)
+
+
+@dataclass(frozen=True)
+class WhatsAppSender:
+    """The Cloud API for one business phone number; `api_base_url` redirects Graph API calls
+    (`WHATSAPP_API_BASE_URL`, e.g. a local fake). Every call raises TransientDeliveryError
+    (worth retrying) or PermanentDeliveryError."""
+
+    phone_id: str
+    token: str = field(repr=False)  # never in logs
+    api_base_url: str | None = None
+
+    def send_text(self, *, to: str, text: str) -> str:
+        """Sends free text (inside the window); returns the wamid."""
+        return self._call(lambda wa: wa.send_message(to=to, text=text).id)
+
+    def send_template(self, *, to: str, template: TemplateRef, text: str) -> str:
+        """Sends `template` with `text` as its body parameter; returns the wamid."""
+        language = TemplateLanguage(template.language)
+        return self._call(lambda wa: wa.send_template(
+            to=to, name=template.name, language=language, params=[BodyText.params(text)]).id)
+
+    def download_media(self, media_id: str) -> tuple[bytes, str]:
+        """The bytes and mime type of a customer's media (`Message.media_id`)."""
+        def fetch(wa: WhatsApp) -> tuple[bytes, str]:
+            info = wa.get_media_url(media_id)
+            return wa.get_media_bytes(info.url), info.mime_type
+
+        return self._call(fetch)
+
+    def _call(self, call: Callable[[WhatsApp], object]):
+        # A client per call: pywa refuses a session that already carries Authorization.
+        with self._client() as wa, _translated_errors():
+            return call(wa)
+
+    @contextmanager
+    def _client(self) -> Iterator[WhatsApp]:
+        session = (pywa_http_client(self.api_base_url) if self.api_base_url
+                   else httpx.Client(timeout=10.0))
+        try:
+            yield WhatsApp(phone_id=self.phone_id, token=self.token, session=session,
+                           user_identifier_priority=_ADDRESSING)
+        finally:
+            session.close()
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise delivery_error(exc) from exc
+
+
+def delivery_error(exc: Exception) -> Exception:
+    """The delivery error for a failed call: transient (network, 5xx, throttling, 429 with its
+    Retry-After) or permanent (bad request, token, anything else)."""
+    if isinstance(exc, TransientDeliveryError | PermanentDeliveryError):
+        return exc
+    if isinstance(exc, httpx.TransportError):
+        return TransientDeliveryError(f"WhatsApp unreachable: {exc}")
+    if not isinstance(exc, WhatsAppError):
+        return PermanentDeliveryError(f"{exc.__class__.__name__}: {exc}")
+    text = f"Graph API error {exc.code}: {exc.message}"
+    response = exc.raw_response
+    status = response.status_code if response is not None else None
+    if isinstance(exc, ThrottlingError) or exc.is_transient or status in (429, 500, 502, 503):
+        after = response.headers.get("retry-after", "") if response is not None else ""
+        wait = float(after) if after.replace(".", "", 1).isdigit() else None
+        return TransientDeliveryError(text, retry_after=wait)
+    return PermanentDeliveryError(text)

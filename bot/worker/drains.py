@@ -1,0 +1,186 @@
+"""Drains: workers turn what the database says is still to do into work, in batches.
+
+Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain` after its
+commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
+one drain job (`bot.worker.entrypoints.drain`). A drain works step after step while there is
+work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain
+if work remains), so that every worker takes a share. In ONE transaction a step records what
+the previous step sent, applies a batch of pending inbound events, claims the tasks whose
+timers are to schedule and a batch of outbox rows (the notifications it just queued among
+them); after the commit it sends those rows, then schedules those timers in Redis. On
+SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
+work of one worker overlap the transaction of the other.
+Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
+database holds free work, and frees the rows of a job that is gone.
+
+Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
+message and per notification capped a worker at a few dozen messages per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.exceptions import RedisError
+from rq import get_current_job
+
+from bot.core import tunables
+from bot.core.jobs import DRAIN, make_job_id
+from bot.core.services import Services
+from bot.usecases.delivery import Sends, record_sends, send_claimed
+from bot.usecases.escalation import settle_pauses
+from bot.usecases.messages import apply_pending
+from bot.worker.retries import enqueue_deliveries, outlets_of, schedule_event_retries
+from bot.worker.timers import schedule_timers
+from store.claims import claim_outbox, has_free_work
+from store.models import Task
+from store.timers import claim_tasks_to_schedule, unmark_scheduled
+from store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+WAITING_KEY = "opsbot:drain:waiting"
+
+
+@dataclass
+class Drained:
+    events: int = 0
+    timers: int = 0
+    outbox: int = 0
+    more: bool = False  # the last batch was full: work remains
+
+    def __str__(self) -> str:
+        return (f"{self.events} event(s), {self.timers} task(s) with new timers, "
+                f"{self.outbox} outbox row(s)")
+
+    @property
+    def worked(self) -> bool:
+        return bool(self.events or self.timers or self.outbox)
+
+    def add(self, step: Drained) -> None:
+        self.events += step.events
+        self.timers += step.timers
+        self.outbox += step.outbox
+        self.more = step.more
+
+
+def request_drain(services: Services) -> None:
+    """Makes sure a drain runs soon. Never raises: on Redis trouble it logs, and the sweeper
+    asks again."""
+    try:
+        if services.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
+            services.jobs.enqueue_new(DRAIN, job_id=make_job_id("drain", uuid.uuid4().hex))
+    except (RedisError, OSError) as exc:
+        log.warning("drain request: Redis unavailable (%s); the sweeper will ask again", exc)
+        with contextlib.suppress(RedisError, OSError):  # else the key expires on its own
+            services.redis.delete(WAITING_KEY)
+
+
+def drain(services: Services) -> Drained:
+    """Works in this process until nothing is left (tests, `--burst` style callers)."""
+    return run_drain(services, owner=_local_owner(), seconds=None)
+
+
+def drain_for_job(services: Services) -> Drained:
+    """What a drain job does: batches of work for up to DRAIN_SECONDS, claimed for the job."""
+    job = get_current_job()
+    owner = job.id if job else _local_owner()
+    return run_drain(services, owner=owner, seconds=tunables.DRAIN_SECONDS)
+
+
+def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drained:
+    """Works batch after batch, claimed for `owner` (a job id), while there is work and for
+    at most `seconds` (None: no limit); asks for another drain when the last batch was full.
+    Never raises: what fails is logged and left for later."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    total, sends = Drained(), Sends()
+    while True:
+        step, sends = _step(services, owner=owner, sends=sends)
+        total.add(step)
+        if not step.worked or (deadline is not None and time.monotonic() >= deadline):
+            break
+    try:
+        _finish_sends(services, sends)
+    except Exception:  # the rows stay claimed by this job: the sweeper frees them
+        log.exception("drain: cannot record %s send(s)", len(sends.sent) + len(sends.failed))
+    if total.more and seconds is not None:
+        request_drain(services)
+    return total
+
+
+def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:
+    """In ONE transaction: records the previous step's `sends`, applies a batch of events,
+    claims the tasks whose timers are to schedule and a batch of outbox rows; after the
+    commit, sends those rows, then schedules those timers in Redis. Returns what it did and
+    the sends still to record."""
+    try:
+        services.redis.delete(WAITING_KEY)  # from now on, new work enqueues another drain
+    except (RedisError, OSError) as exc:
+        log.warning("drain: Redis unavailable (%s)", exc)
+    now, config = utcnow(), services.rules.current
+    try:
+        with services.db.transaction() as session:
+            failed = record_sends(session, sends, now=now)
+            applied = apply_pending(session, config=config, limit=tunables.EVENT_BATCH, now=now)
+            timers = claim_tasks_to_schedule(session, limit=tunables.TIMER_BATCH)
+            settle_pauses(session, config, timers)
+            rows = claim_outbox(session, owner=owner, limit=tunables.OUTBOX_BATCH, now=now)
+    except Exception:  # the database is down: the sweeper asks again later
+        log.exception("drain: the transaction failed; its work stays for a later drain")
+        return Drained(), sends
+    enqueue_deliveries(services.jobs, failed)
+    schedule_event_retries(services.jobs, applied.retries, now)
+    try:
+        sent = send_claimed(services.db, outlets_of(services), rows)
+    except Exception:  # the rows stay claimed by this job: the sweeper frees them
+        log.exception("drain: sending failed")
+        sent = Sends()
+    try:
+        scheduled = _schedule_timers(services, timers, now=now)
+    except Exception:  # the database is down too: the sweeper's look brings them back
+        log.exception("drain: cannot hand back %s task(s) whose timers failed", len(timers))
+        scheduled = 0
+    step = Drained(events=applied.taken, timers=scheduled, outbox=len(rows))
+    step.more = (step.events >= tunables.EVENT_BATCH or len(timers) >= tunables.TIMER_BATCH
+                 or step.outbox >= tunables.OUTBOX_BATCH)
+    return step, sent
+
+
+def _finish_sends(services: Services, sends: Sends) -> None:
+    """Records `sends` in a transaction of its own, then enqueues the failed rows' jobs."""
+    if not sends:
+        return
+    with services.db.transaction() as session:
+        failed = record_sends(session, sends, now=utcnow())
+    enqueue_deliveries(services.jobs, failed)
+
+
+def has_work(services: Services) -> bool:
+    """Whether the database holds work that no job holds."""
+    with services.db.transaction(readonly=True) as session:
+        return has_free_work(session)
+
+
+def _schedule_timers(services: Services, tasks: list[Task], *, now: datetime) -> int:
+    """Schedules the claimed tasks' timers in Redis, off the writer lock; returns how many
+    tasks. Without Redis the tasks' timers are marked to schedule again, for a later drain
+    (and should that fail too, the sweeper's look for lost timers brings them back)."""
+    if not tasks:
+        return 0
+    try:
+        schedule_timers(services.jobs, services.rules.current, tasks, now=now)
+        return len(tasks)
+    except (RedisError, OSError) as exc:
+        log.warning("drain: timers not scheduled, Redis unavailable (%s)", exc)
+        with services.db.transaction() as session:
+            unmark_scheduled(session, task_ids=[task.id for task in tasks])
+        return 0
+
+
+def _local_owner() -> str:
+    return make_job_id("local", uuid.uuid4().hex)

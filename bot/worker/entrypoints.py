@@ -1,0 +1,77 @@
+"""Every RQ job function, named by the `JobSpec`s of `bot.core.jobs`.
+
+These are the only readers of the process's services: a worker installs them
+(`install_services`) before it works; a job run elsewhere builds them from the environment
+on first use. Each function calls a use case or a worker step and asks for a drain of what
+it queued.
+"""
+
+import logging
+
+from bot.core.bootstrap import build_services
+from bot.core.services import Services
+from bot.core.settings import Settings
+from bot.usecases.digest import queue_digest
+from bot.usecases.escalation import fire_timer as fire_timer_now
+from bot.worker.drains import drain_for_job, request_drain
+from bot.worker.retries import deliver as deliver_row
+from bot.worker.retries import process_event
+from store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+_current: Services | None = None
+
+
+def install_services(services: Services | None) -> None:
+    """Makes `services` the ones job functions use in this process (None forgets them)."""
+    global _current
+    _current = services
+
+
+def current_services() -> Services:
+    """This process's services, built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = build_services(Settings(), migrate=False)
+    return _current
+
+
+def drain() -> str:
+    """Batches of pending work for up to a second (`bot.worker.drains`)."""
+    return str(drain_for_job(current_services()))
+
+
+def deliver(outbox_id: int) -> str:
+    """One outbox row that a drain could not send (`bot.worker.retries.deliver`)."""
+    delivered = deliver_row(current_services(), outbox_id)
+    log.info("outbox %s: %s", outbox_id, delivered)
+    return str(delivered)
+
+
+def retry_event(event_id: int) -> str:
+    """One inbound event that failed, applied again; then a drain of what it queued."""
+    services = current_services()
+    outcome = process_event(services, event_id)
+    request_drain(services)
+    return outcome
+
+
+def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
+    """One SLA timer (`bot.usecases.escalation.fire_timer`); then a drain."""
+    services = current_services()
+    with services.db.transaction() as session:
+        outcome = fire_timer_now(session, config=services.rules.current, task_id=task_id,
+                                 kind=kind, generation=generation, at_iso=at_iso, now=utcnow())
+    request_drain(services)
+    return outcome
+
+
+def send_digest(agent_id: str, day: str) -> str:
+    """One agent's digest of `day`; then a drain."""
+    services = current_services()
+    with services.db.transaction() as session:
+        outcome = queue_digest(session, config=services.rules.current, agent_id=agent_id,
+                               day=day)
+    request_drain(services)
+    return outcome

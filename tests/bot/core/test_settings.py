@@ -1,0 +1,45 @@
+import pytest
+
+from bot.core.settings import ConfigError, Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_defaults_use_sqlite_under_var():
+    settings = Settings()
+    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.effective_database_url.endswith("/var/opsbot.db")
+    assert not (settings.whatsapp_enabled or settings.slack_enabled or settings.telegram_enabled)
+
+
+@pytest.mark.parametrize("url", ["postgres://u:p@db:5432/ops", "postgresql://u:p@db:5432/ops"])
+def test_postgres_urls_are_accepted(monkeypatch, url):
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert Settings().effective_database_url == "postgresql+psycopg://u:p@db:5432/ops"
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET"),
+        ({"TELEGRAM_BOT_TOKEN": "1:A"}, "TELEGRAM_WEBHOOK_SECRET"),
+        ({"WHATSAPP_TOKEN": "t", "WHATSAPP_PHONE_ID": "1", "WHATSAPP_VERIFY_TOKEN": "v"},
+         "WHATSAPP_APP_SECRET"),
+    ],
+)
+def test_a_channel_without_its_secret_refuses_to_start(monkeypatch, env, missing):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=missing):
+        Settings()
+
+
+def test_dotenv_is_read(tmp_path):
+    (tmp_path / ".env").write_text("REDIS_URL=redis://127.0.0.1:6379/3\nRULES_PATH=x.yaml\n")
+    settings = Settings()
+    assert (settings.redis_url, str(settings.rules_path)) == ("redis://127.0.0.1:6379/3", "x.yaml")

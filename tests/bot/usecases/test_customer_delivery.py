@@ -1,0 +1,114 @@
+"""Customer messages through pywa against the fake Graph API: the 24 h window and errors."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.usecases.delivery import send_customer_message
+from bot.worker.retries import outlets_of, process_event
+from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
+from store.models import Contact, InboundEvent, Message, OutboxMessage
+from store.types import utcnow
+from tests.bot.whatsapp_kit import CUSTOMER, TEXT, live, make_settings, message_body, post
+from tests.fakes import FakeGraph
+
+
+@pytest.fixture
+def graph():
+    with FakeGraph(token="TEST-TOKEN") as fake:
+        yield fake
+
+
+@pytest.fixture
+def app(tmp_path, database_url, redis_url, graph):
+    settings = make_settings(tmp_path, database_url, redis_url, whatsapp_api_base_url=graph.url)
+    with live(settings) as running:
+        yield running
+
+
+def queued_ack(app) -> OutboxMessage:
+    services, url = app
+    assert post(url, message_body(TEXT, wamid="wamid.IN")).status_code == 200
+    with services.db.transaction() as session:
+        event_id = session.scalars(select(InboundEvent.id)).one()
+    process_event(services, event_id)
+    with services.db.transaction() as session:
+        return session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "ack")).one()
+
+
+def reply_row(services) -> Message:
+    with services.db.transaction() as session:
+        return session.scalars(select(Message).where(Message.direction == "outbound")).one()
+
+
+def test_inside_the_window_free_text_is_sent_once(app, graph):
+    services, _ = app
+    ack = queued_ack(app)
+    wamid = send_customer_message(services.db, outlets_of(services), ack)
+    again = send_customer_message(services.db, outlets_of(services), ack)
+    assert again == wamid  # already sent: not sent again
+    [sent] = graph.sent_messages()
+    assert (sent["type"], sent["to"]) == ("text", CUSTOMER)
+    assert sent["text"]["body"] == ack.payload["text"]
+    row = reply_row(services)
+    assert (row.via, row.provider_message_id, row.status, row.error) == (
+        "text",
+        wamid,
+        "sent",
+        None,
+    )
+
+
+def test_outside_the_window_the_configured_template_is_sent(app, graph):
+    services, _ = app
+    ack = queued_ack(app)
+    with services.db.transaction() as session:
+        contact = session.scalars(select(Contact)).one()
+        contact.last_inbound_at = utcnow() - timedelta(hours=25)
+    send_customer_message(services.db, outlets_of(services), ack)
+    [sent] = graph.sent_messages()
+    assert sent["type"] == "template"
+    assert sent["template"]["name"] == "opsbot_task_update"
+    assert sent["template"]["language"]["code"] == "es"
+    assert reply_row(services).via == "template"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(500, TransientDeliveryError), (400, PermanentDeliveryError)]
+)
+def test_a_graph_error_is_recorded_and_raised_for_delivery(app, graph, status, error):
+    services, _ = app
+    ack = queued_ack(app)
+    graph.fail_next(status=status, match="messages")
+    with pytest.raises(error):
+        send_customer_message(services.db, outlets_of(services), ack)
+    row = reply_row(services)
+    assert row.provider_message_id is None
+    assert "Graph API error" in row.error or "Error" in row.error
+
+
+def test_a_customer_image_can_be_downloaded_through_pywa(app, graph):
+    services, _ = app
+    graph.add_media("1479537139650973", b"\xff\xd8jpeg bytes", "image/jpeg")
+    content, mime = services.whatsapp.download_media("1479537139650973")
+    assert (content, mime) == (b"\xff\xd8jpeg bytes", "image/jpeg")
+
+
+def test_a_customer_without_a_phone_number_is_addressed_by_bsuid(app, graph):
+    services, url = app
+    body = message_body(TEXT, wamid="wamid.B1")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [{"profile": {"name": "Lucía Pérez"}, "user_id": "ES.7777777777"}]
+    del value["messages"][0]["from"]
+    value["messages"][0]["from_user_id"] = "ES.7777777777"
+    assert post(url, body).status_code == 200
+    with services.db.transaction() as session:
+        event_id = session.scalars(select(InboundEvent.id)).one()
+    process_event(services, event_id)
+    with services.db.transaction() as session:
+        ack = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "ack")).one()
+    send_customer_message(services.db, outlets_of(services), ack)
+    [sent] = graph.sent_messages()
+    assert sent["recipient"] == "ES.7777777777"
+    assert "to" not in sent or sent["to"] is None
