@@ -76,7 +76,7 @@ def drain(db: Database, services, batch: int, counters: Counters, *, count: bool
             applied = apply_pending(session, config=services.rules.current, limit=batch,
                                     now=utcnow())
         for outcome in applied.outcomes.values():
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
         if not applied.taken:
             return outcomes
 

@@ -162,16 +162,23 @@ def _pushed(config: RulesConfig, due: datetime | None, paused: timedelta, *,
     return add_business_time(config.calendar, due, paused, business_hours=business)
 
 
-def compute_deadlines(config: RulesConfig, *, priority: Priority | str, start: datetime,
-                      sla: str | None = None) -> Deadlines:
-    """Return the first-response and resolution deadlines of policy `sla` (default: the
-    priority's policy) for a task created at `start`, with the reminders plan_timers gives it
-    once assigned. Raises KeyError for an unknown policy key, ValueError for an unknown
-    priority or a naive `start`."""
+def due_times(config: RulesConfig, *, priority: Priority | str, start: datetime,
+              sla: str | None = None) -> tuple[datetime, datetime]:
+    """Return the first-response and resolution due instants of policy `sla` (default: the
+    priority's policy) for a task created at `start`. Raises KeyError for an unknown policy
+    key, ValueError for an unknown priority or a naive `start`."""
     policy = config.policy(sla or Priority(priority))
     first, resolution = (
         add_business_time(config.calendar, start, total, business_hours=policy.business_hours)
         for total in (policy.first_response, policy.resolution))
+    return first, resolution
+
+
+def compute_deadlines(config: RulesConfig, *, priority: Priority | str, start: datetime,
+                      sla: str | None = None) -> Deadlines:
+    """Return `due_times` with the reminders plan_timers gives the task once assigned.
+    Raises like `due_times`."""
+    first, resolution = due_times(config, priority=priority, start=start, sla=sla)
     clock = SlaClock(created_at=start, priority=str(priority), sla_policy=sla,
                      assignee=_PREVIEW_ASSIGNEE, first_response_due=first,
                      resolution_due=resolution)

@@ -17,7 +17,7 @@ from rules import (
     Decision,
     HistoryFacts,
     RulesConfig,
-    compute_deadlines,
+    due_times,
     evaluate,
     pick_language_text,
     render_template,
@@ -162,8 +162,8 @@ def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
 def _open_task(session: Session, config: RulesConfig, decision: Decision, stored: Message,
                contact: Contact, message: InboundMessage, now: datetime) -> Task:
     start = min(message.at, now)
-    deadlines = compute_deadlines(config, priority=decision.priority, start=start,
-                                  sla=decision.sla)
+    first_due, resolution_due = due_times(config, priority=decision.priority, start=start,
+                                          sla=decision.sla)
     rules = [{"rule": m.name, "reasons": list(m.reasons)} for m in decision.matched]
     task = create_task(
         session, title=decision.title, category=decision.category,
@@ -172,8 +172,7 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
         tags=list(decision.tags), team=decision.team, skills=list(decision.skills),
         stage=decision.stage, rule=decision.matched[0].name if decision.matched else None,
         language=decision.language or contact.language or config.default_language,
-        sla_policy=decision.sla, first_response_due=deadlines.first_response_due,
-        resolution_due=deadlines.resolution_due,
+        sla_policy=decision.sla, first_response_due=first_due, resolution_due=resolution_due,
     )
     stored.task_id = task.id
     assign_task(session, config=config, task=task, now=now, new_task=True)

@@ -12,6 +12,7 @@ from rules import (
     Priority,
     SlaClock,
     compute_deadlines,
+    due_times,
     percent_instant,
     plan_timers,
     policy_for,
@@ -205,3 +206,10 @@ def test_deadline_reminders_are_the_planned_reminders(priority: str, sla: str | 
 def test_compute_deadlines_refuses_an_unknown_policy() -> None:
     with pytest.raises(KeyError):
         compute_deadlines(config_with(), priority="normal", start=T0, sla="gone")
+
+
+def test_due_times_are_compute_deadlines_without_the_reminders() -> None:
+    config, start = config_with(), madrid(2026, 3, 6, 17, 30)
+    deadlines = compute_deadlines(config, priority="normal", start=start)
+    assert due_times(config, priority="normal", start=start) == (
+        deadlines.first_response_due, deadlines.resolution_due)
