@@ -61,7 +61,7 @@ class EmbeddedRedis:
             redis_executable(), "--port", "0", "--unixsocket", str(self.socket),
             "--unixsocketperm", "700", "--daemonize", "no", "--save", "", "--appendonly", "no",
             "--dir", str(self.directory), "--loglevel", "warning",
-            "--hash-max-ziplist-value", "1024",  # compact job hashes: see bot.worker.tune_redis
+            "--hash-max-ziplist-value", "1024",  # compact job hashes: see process.tune_redis
         ]  # fmt: skip
         self.process = subprocess.Popen(
             args, preexec_fn=die_with_parent, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
