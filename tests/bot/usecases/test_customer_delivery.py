@@ -88,13 +88,6 @@ def test_a_graph_error_is_recorded_and_raised_for_delivery(app, graph, status, e
     assert "Graph API error" in row.error or "Error" in row.error
 
 
-def test_a_customer_image_can_be_downloaded_through_pywa(app, graph):
-    services, _ = app
-    graph.add_media("1479537139650973", b"\xff\xd8jpeg bytes", "image/jpeg")
-    content, mime = services.whatsapp.download_media("1479537139650973")
-    assert (content, mime) == (b"\xff\xd8jpeg bytes", "image/jpeg")
-
-
 def test_a_customer_without_a_phone_number_is_addressed_by_bsuid(app, graph):
     services, url = app
     body = message_body(TEXT, wamid="wamid.B1")
