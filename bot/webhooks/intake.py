@@ -25,8 +25,8 @@ class IntakeWriter:
     commits, coalesced: at most one run at a time, never delaying an answer.
     """
 
-    def __init__(self, db: Database, *, after_commit: Callable[[], None] | None = None,
-                 max_batch: int = 2000) -> None:
+    def __init__(self, db: Database, *, max_batch: int,
+                 after_commit: Callable[[], None] | None = None) -> None:
         self.db = db
         self.after_commit = after_commit
         self.max_batch = max_batch
