@@ -67,7 +67,10 @@ def serve(
     if not no_migrate:
         open_database(settings).dispose()
     port = port or int(os.environ.get("PORT", "8000"))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    configure_logging(settings.secrets(), settings.log_level)
+    # log_config=None: uvicorn's loggers go through the one set-up above (and its redaction)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+                log_level=settings.log_level.lower())
 
 
 def worker(
@@ -78,8 +81,8 @@ def worker(
     from bot.worker.entrypoints import install_services
     from bot.worker.process import run_worker
 
-    configure_logging()
     services = _services(migrate=not no_migrate)
+    configure_logging(services.settings.secrets(), services.settings.log_level)
     install_services(services)
     try:
         run_worker(services, burst=burst)

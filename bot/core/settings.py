@@ -1,8 +1,9 @@
 """Runtime configuration, read from the environment and `.env` by the entry points only."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
+
+    log_level: str = "INFO"  # LOG_LEVEL: DEBUG, INFO, WARNING…; secrets are redacted at all
 
     @field_validator("database_url")
     @classmethod
@@ -78,3 +81,23 @@ class Settings(BaseSettings):
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret (tokens, signing secrets, passwords in the URLs), for the
+        log redaction."""
+        values = [reveal(getattr(self, name)) for name in SECRET_FIELDS]
+        values += [urlsplit(url).password or "" for url in (self.database_url, self.redis_url)
+                   if url]
+        return [value for value in values if value]
+
+
+SECRET_FIELDS = ("whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token",
+                 "slack_bot_token", "slack_signing_secret", "slack_app_token",
+                 "telegram_bot_token", "telegram_webhook_secret")
+
+
+def reveal(secret: SecretStr | str | None) -> str:
+    """The plain value of a secret setting ("" when it is not set)."""
+    if isinstance(secret, SecretStr):
+        return secret.get_secret_value()
+    return secret or ""

@@ -3,6 +3,7 @@ against `opsbot serve` and two `opsbot worker` processes, on SQLite and on Postg
 
 from collections import Counter
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -37,7 +38,8 @@ def played(database_url, redis_url, tmp_path):
     with FakeGraph() as graph, FakeSlack() as slack, FakeTelegram() as telegram:
         port = free_port()
         env = sandbox_environment(graph, slack, telegram, DATABASE_URL=database_url,
-                                  REDIS_URL=redis_url, RULES_PATH=str(scenario.rules))
+                                  REDIS_URL=redis_url, RULES_PATH=str(scenario.rules),
+                                  LOG_LEVEL="DEBUG")
         commands = [opsbot_command("serve", "--port", str(port)), opsbot_command("worker"),
                     opsbot_command("worker")]
         with running(commands, env=env, cwd=tmp_path,
@@ -47,6 +49,10 @@ def played(database_url, redis_url, tmp_path):
             player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram), db, config,
                             PHONE_ID, narrate=lambda line: None)
             player.play()
+            verify = {"hub.mode": "subscribe", "hub.verify_token": env["WHATSAPP_VERIFY_TOKEN"],
+                      "hub.challenge": "42"}
+            assert httpx.get(f"http://127.0.0.1:{port}/webhooks/whatsapp", params=verify).text \
+                == "42"
             settle(db)
             yield player, db, (graph, slack, telegram)
             db.dispose()
@@ -111,3 +117,18 @@ def test_demo_scenario_end_to_end(played):
     assert buttons[:2] == ["Accept", "Decline"]
     javier_cards = [m for m in telegram.sent_messages(100000003) if "reply_markup" in m]
     assert any("T-2" in m["text"] for m in javier_cards)
+
+
+SECRETS = ("WHATSAPP_TOKEN", "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "SLACK_BOT_TOKEN",
+           "SLACK_SIGNING_SECRET", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
+
+
+def test_no_secret_reaches_the_logs(played, tmp_path):
+    """Web and workers logged at DEBUG through the whole scenario (all three channels, the
+    verification GET with its token in the query): no line holds a secret."""
+    player, db, fakes = played
+    env = sandbox_environment(*fakes)
+    log = (tmp_path / "opsbot.log").read_text(errors="replace")
+    assert "uvicorn.access" in log and "rq.worker" in log  # the processes did log
+    leaked = {name for name in SECRETS if env[name] in log}
+    assert leaked == set()
