@@ -5,16 +5,21 @@ the worker (`worker/drains.py`) -> `usecases/messages.py` -> `usecases/conversat
 (rules, task, routing) -> `usecases/delivery.py` -> the agent's card on Slack or Telegram.
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from bot.core import tunables
 from bot.core.bootstrap import build_services
 from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.webhooks import slack, telegram, whatsapp
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -31,9 +36,11 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             if own:
                 app.state.services.close()
 
-    app = FastAPI(title="opsbot", lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: the webhooks are for Meta, Slack and Telegram only.
+    app = FastAPI(title="opsbot", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.add_api_route("/healthz", healthz, methods=["GET"])
-    app.add_api_route("/readyz", readyz, methods=["GET"])
+    app.add_api_route("/readyz", Readiness().answer, methods=["GET"])
     if settings.whatsapp_enabled:
         app.include_router(whatsapp.build_router())
         # POST /webhooks/whatsapp is answered before FastAPI's routing and request machinery,
@@ -51,17 +58,44 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def readyz(request: Request) -> JSONResponse:
-    """503 unless both the database and Redis answer; says which one does not."""
-    services: Services = request.app.state.services
-    checks = {"database": _check(services.db.ping), "redis": _check(services.redis.ping)}
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+class Readiness:
+    """`GET /readyz`: 503 unless the database and Redis both answer within
+    READY_PROBE_TIMEOUT. Says which one does not ("down" or "timeout"), never with the error's
+    text, which can name hosts, ports and roles."""
+
+    def __init__(self) -> None:
+        self.database, self.redis = Probe(), Probe()
+
+    async def answer(self, request: Request) -> JSONResponse:
+        services: Services = request.app.state.services
+        timeout = tunables.READY_PROBE_TIMEOUT
+        database, redis = await asyncio.gather(self.database.check(services.db.ping, timeout),
+                                               self.redis.check(services.redis.ping, timeout))
+        ready = database == redis == "ok"
+        if not ready:
+            log.warning("not ready: database %s, redis %s", database, redis)
+        return JSONResponse({"ready": ready, "database": database, "redis": redis},
+                            status_code=200 if ready else 503)
 
 
-def _check(probe) -> str:
-    try:
-        probe()
-    except Exception as exc:  # any failure means "not ready"; the text says why
-        return f"error: {exc.__class__.__name__}: {exc}"
-    return "ok"
+class Probe:
+    """One dependency's ping, in a thread so that a hanging one never blocks the event loop.
+
+    At most one ping runs at a time: while one hangs (until its client's own timeout), every
+    check waits on that same ping rather than tying up another thread.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future | None = None
+
+    async def check(self, ping: Callable[[], object], timeout: float) -> str:
+        """"ok", "down" (the ping raised) or "timeout" (no answer within `timeout` s)."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(ping))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), timeout)
+        except TimeoutError:
+            return "timeout"
+        except Exception:  # any failure means "down"; its text may name hosts and roles
+            return "down"
+        return "ok"

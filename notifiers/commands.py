@@ -32,10 +32,12 @@ from store.lifecycle import Actor, ActorKind
 
 
 def actor_for(agent: Agent, config: RulesConfig) -> Actor:
-    """The lifecycle actor of `agent`: supervisor of the teams it supervises, maybe admin."""
+    """The lifecycle actor of `agent`: member of its teams, supervisor of the teams it
+    supervises, maybe admin."""
     supervises = frozenset(name for name, team in config.teams.items()
                            if team.supervisor == agent.id)
-    return Actor(ActorKind.AGENT, id=agent.id, supervises=supervises, admin=agent.admin)
+    return Actor(ActorKind.AGENT, id=agent.id, supervises=supervises, admin=agent.admin,
+                 teams=frozenset(agent.teams))
 
 
 def find_agent(config: RulesConfig, *, channel: str, user_id: str) -> Agent | None:

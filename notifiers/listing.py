@@ -36,17 +36,17 @@ def tasks_text(context: Context, scope: str) -> str:
 
 
 def _tasks_in_scope(context: Context, scope: str) -> list[Task]:
-    """Up to one more than LIST_LIMIT open tasks (so the answer can say there are more)."""
-    session, agent, limit = context.session, context.agent, LIST_LIMIT + 1
+    """Up to one more than LIST_LIMIT open tasks (so the answer can say there are more), of
+    those the agent may see: an agent's or supervisor's teams' and their own, an admin's all."""
+    session, actor, limit = context.session, context.actor, LIST_LIMIT + 1
     if scope == "mine":
-        return list_open_tasks(session, assignee_id=agent.id, limit=limit)
+        return list_open_tasks(session, assignee_id=context.agent.id, seen_by=actor, limit=limit)
     if scope == "team":
-        return list_open_tasks(session, teams=agent.teams, limit=limit)
+        return list_open_tasks(session, teams=actor.all_teams, seen_by=actor, limit=limit)
     if scope == "unassigned":
-        teams = None if context.actor.admin else agent.teams  # admins see every team's
-        return list_open_tasks(session, teams=teams, unassigned=True, limit=limit)
+        return list_open_tasks(session, unassigned=True, seen_by=actor, limit=limit)
     if scope == "open":
-        return list_open_tasks(session, limit=limit)
+        return list_open_tasks(session, seen_by=actor, limit=limit)
     raise UsageError(f"Usage: tasks [{'|'.join(SCOPES)}]")
 
 
@@ -78,7 +78,7 @@ def stats_text(context: Context) -> str:
     """Open tasks of the agent by status, team tasks waiting, closed in the last 7 days."""
     session, agent = context.session, context.agent
     by_status = count_open_tasks_by_status(session, assignee_id=agent.id)
-    waiting = count_waiting_tasks(session, teams=agent.teams)
+    waiting = count_waiting_tasks(session, teams=context.actor.all_teams)
     closed = count_closed_by(session, actor=context.actor.label,
                              since=context.now - timedelta(days=7))
     mine = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in

@@ -14,9 +14,27 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from notifiers.channels import CardRef, Channel, Recipient
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
+from notifiers.texts import shorten
 
 # Button action ids are `opsbot:<verb>:<ref>`; Bolt listens with this pattern.
 ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
+SECTION_LIMIT = 3000  # a section block's (and a context element's) text
+FIELD_LIMIT = 2000  # a section field's text
+FALLBACK_LIMIT = 3000  # a card's `text` (Slack's own cut is at 40,000; a preview needs less)
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # str.splitlines
+
+
+def escape_slack(text: str) -> str:
+    """`text` made safe for any Slack text, mrkdwn or plain: `&`, `<` and `>` escaped, so that
+    a customer's words can neither mention (`<!channel>`, `<@U123>`) nor link
+    (`<https://evil.example|Click me>`). The one escaper of Slack text: cards and answers."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit_slack(text: str, limit: int) -> str:
+    """`text` cut (before escaping, on a character boundary) and escaped, so that the result
+    holds at most `limit` characters."""
+    return escape_slack(shorten(text, limit, size=_escaped_size))
 
 
 def action_id(verb: str, ref: str) -> str:
@@ -31,26 +49,26 @@ def parse_action_id(value: str) -> tuple[str, str] | None:
 
 
 def render_slack(notification: Notification) -> dict[str, Any]:
-    """`{"text": …, "blocks": […]}` for chat.postMessage / chat.update."""
-    blocks: list[dict[str, Any]] = [_section(f"*{_escape(notification.title)}*")]
+    """`{"text": …, "blocks": […]}` for chat.postMessage / chat.update; every piece of text
+    escaped and within Slack's limits."""
+    blocks: list[dict[str, Any]] = [
+        _section(f"*{fit_slack(notification.title, SECTION_LIMIT - 2)}*")]
     if notification.fields:
-        blocks.append(
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": f"*{_escape(label)}*\n{_escape(value)}"}
-                    for label, value in notification.fields[:10]
-                ],
-            }
-        )
+        fields = [_field(label, value) for label, value in notification.fields[:10]]
+        blocks.append({"type": "section", "fields": fields})
     if notification.text:
         blocks.append(_section(_quote(notification.text)))
     if notification.status_line:
-        line = _escape(notification.status_line)
+        line = fit_slack(notification.status_line, SECTION_LIMIT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
     if notification.buttons and notification.ref:
         blocks.append({"type": "actions", "elements": _buttons(notification)})
-    return {"text": notification.plain_text, "blocks": blocks}
+    return {"text": fit_slack(notification.plain_text, FALLBACK_LIMIT), "blocks": blocks}
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    head = f"*{fit_slack(label, 100)}*\n"
+    return {"type": "mrkdwn", "text": head + fit_slack(value, FIELD_LIMIT - len(head))}
 
 
 def _buttons(notification: Notification) -> list[dict[str, Any]]:
@@ -69,15 +87,21 @@ def _buttons(notification: Notification) -> list[dict[str, Any]]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in _escape(text).splitlines() or [""])
+    """`text` as a Slack quote (`> ` before each line), cut to fit a section."""
+    kept = shorten(text, SECTION_LIMIT - 2, size=_quoted_size)
+    return "\n".join(f"> {line}" for line in escape_slack(kept).splitlines() or [""])
+
+
+def _escaped_size(char: str) -> int:
+    return len(escape_slack(char))
+
+
+def _quoted_size(char: str) -> int:
+    return 3 if char in _LINE_BREAKS else _escaped_size(char)  # a break becomes "\n> "
 
 
 def web_api_url(base_url: str) -> str:

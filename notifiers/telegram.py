@@ -19,10 +19,30 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from notifiers.channels import CardRef, Channel, Recipient
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification
+from notifiers.texts import shorten
 
 CALLBACK_DATA = re.compile(r"^(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 MAX_CALLBACK_BYTES = 64
-MAX_TEXT = 4096
+MAX_TEXT = 4096  # a message's text, in UTF-16 code units
+MAX_CALLBACK_TEXT = 200  # answerCallbackQuery's text
+# Room for the lines of a card other than the customer's text (which takes what is left).
+_TITLE_ROOM, _FIELD_ROOM, _STATUS_ROOM = 600, 300, 300
+
+
+def escape_html(text: str) -> str:
+    """`text` safe inside Telegram HTML: `&`, `<` and `>` escaped (quotes need not be)."""
+    return html.escape(text, quote=False)
+
+
+def fit_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Plain `text` (no parse mode: a command answer) cut on a character boundary to `limit`
+    UTF-16 units, as Telegram counts."""
+    return shorten(text, limit, size=_utf16_size)
+
+
+def callback_answer_text(text: str) -> str:
+    """A button's answer (answerCallbackQuery), cut to its 200 characters."""
+    return fit_text(text, MAX_CALLBACK_TEXT)
 
 
 def callback_data(verb: str, ref: str) -> str:
@@ -40,13 +60,11 @@ def parse_callback_data(value: str | None) -> tuple[str, str] | None:
 
 
 def render_telegram(notification: Notification) -> dict[str, Any]:
-    """`{"text": html, "parse_mode": "HTML", "reply_markup": InlineKeyboardMarkup | None}`."""
-    lines = [f"<b>{html.escape(notification.title)}</b>"]
-    lines += [f"<b>{html.escape(k)}:</b> {html.escape(v)}" for k, v in notification.fields]
-    if notification.text:
-        lines.append(f"<blockquote>{html.escape(notification.text)}</blockquote>")
-    if notification.status_line:
-        lines.append(f"<i>{html.escape(notification.status_line)}</i>")
+    """`{"text": html, "parse_mode": "HTML", "reply_markup": InlineKeyboardMarkup | None}`.
+
+    Every piece is cut before it is escaped, so the HTML is well-formed and at most MAX_TEXT
+    long: the title, fields and status line within their room, the text within what is left.
+    """
     markup = None
     if notification.buttons and notification.ref:
         row = [
@@ -54,8 +72,68 @@ def render_telegram(notification: Notification) -> dict[str, Any]:
             for b in notification.buttons
         ]
         markup = InlineKeyboardMarkup([row])
-    return {"text": "\n".join(lines)[:MAX_TEXT], "parse_mode": ParseMode.HTML,
+    return {"text": _card_html(notification), "parse_mode": ParseMode.HTML,
             "reply_markup": markup}
+
+
+def _card_html(notification: Notification) -> str:
+    room = _Room()
+    title = room.take(_tagged("b", notification.title, min(_TITLE_ROOM, room.line)))
+    status = room.take(_tagged("i", notification.status_line or "",
+                               min(_STATUS_ROOM, room.line)))
+    fields = [room.take(_field(label, value, min(_FIELD_ROOM, room.line)))
+              for label, value in notification.fields]
+    text = room.take(_tagged("blockquote", notification.text or "", room.line))
+    return "\n".join(line for line in (title, *fields, text, status) if line)
+
+
+@dataclass
+class _Room:
+    """What is left of MAX_TEXT while a card's lines are cut to fit (a line after the first
+    costs its newline too)."""
+
+    left: int = MAX_TEXT + 1
+
+    @property
+    def line(self) -> int:
+        """The room of the next line."""
+        return self.left - 1
+
+    def take(self, line: str) -> str:
+        if line:
+            self.left -= _utf16_len(line) + 1
+        return line
+
+
+def _tagged(tag: str, raw: str, room: int) -> str:
+    """`<tag>raw</tag>` with `raw` cut to fit `room`; "" when `raw` is empty or not even a
+    character of it fits."""
+    space = room - (len(tag) * 2 + 5)
+    if not raw or space < 1:
+        return ""
+    return f"<{tag}>{_escaped_cut(raw, space)}</{tag}>"
+
+
+def _field(label: str, value: str, room: int) -> str:
+    head = _tagged("b", f"{label}:", min(100, room))
+    space = room - _utf16_len(head) - 1
+    return f"{head} {_escaped_cut(value, space)}" if head and space >= 1 else ""
+
+
+def _escaped_cut(raw: str, room: int) -> str:
+    return escape_html(shorten(raw, max(room, 0), size=_escaped_size))
+
+
+def _escaped_size(char: str) -> int:
+    return _utf16_len(escape_html(char))
+
+
+def _utf16_size(char: str) -> int:
+    return 2 if ord(char) > 0xFFFF else 1
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def bot_api_url(base_url: str, kind: str = "bot") -> str:

@@ -10,10 +10,11 @@ from notifiers import listing
 from notifiers.grammar import Command, Context, Handler, UsageError
 from notifiers.notifications import NotificationKind, clock_time
 from notifiers.queueing import queue_card_updates, queue_notification
+from notifiers.texts import WHATSAPP_TEXT_LIMIT, echo, fit_whatsapp
 from rules import pick_language_text, render_template
-from store.errors import DomainError, NotAllowed, NotFound
+from store.errors import DomainError, NotFound
 from store.events import Audit, record_event
-from store.lifecycle import Action, Role, roles_of
+from store.lifecycle import Access, Action, check_access
 from store.models import Task
 from store.outbox import queue_customer_message
 from store.tasks import get_task, transition_task
@@ -40,13 +41,6 @@ def _done(context: Context, task: Task, past: str) -> str:
     return f"{task.ref} {past[0].lower()}{past[1:]}: {task.title}"
 
 
-def _require_staff(context: Context, task: Task, verb: str) -> None:
-    if not roles_of(context.actor, task) & {Role.ASSIGNEE, Role.SUPERVISOR, Role.ADMIN}:
-        who = f"its assignee ({task.assignee_id})" if task.assignee_id else "its team"
-        raise NotAllowed(f"Only {who}, the {task.team or ''} supervisor or an admin may "
-                         f"{verb} {task.ref}".replace("the  supervisor", "a supervisor"))
-
-
 def tasks_verb(context: Context, command: Command) -> str:
     """tasks [mine|team|open|unassigned] — list tasks (default: yours)."""
     return listing.tasks_text(context, command.args[0].lower() if command.args else "mine")
@@ -54,7 +48,9 @@ def tasks_verb(context: Context, command: Command) -> str:
 
 def show_verb(context: Context, command: Command) -> str:
     """show REF — a task with its latest events."""
-    return listing.show_text(context, _task(context, command, "show T-12"))
+    task = _task(context, command, "show T-12")
+    check_access(task, Access.SEE, context.actor)
+    return listing.show_text(context, task)
 
 
 def accept_verb(context: Context, command: Command) -> str:
@@ -91,7 +87,7 @@ def note_verb(context: Context, command: Command) -> str:
     """note REF TEXT — an internal note on the task (the customer does not see it)."""
     task = _task(context, command, "note T-12 text of the note")
     text = _text(command, "note T-12 text of the note")
-    _require_staff(context, task, "add a note to")
+    check_access(task, Access.NOTE, context.actor)
     record_event(context.session, task=task, actor=context.actor.label, action=Audit.NOTE,
                  details={"text": text}, at=context.now)
     return f"Note added to {task.ref}."
@@ -101,7 +97,10 @@ def reply_verb(context: Context, command: Command) -> str:
     """reply REF TEXT — send TEXT to the customer on WhatsApp."""
     task = _task(context, command, "reply T-12 text for the customer")
     text = _text(command, "reply T-12 text for the customer")
-    _require_staff(context, task, "reply on")
+    check_access(task, Access.REPLY, context.actor)
+    if len(text) > WHATSAPP_TEXT_LIMIT:
+        raise UsageError(f"A WhatsApp message holds at most {WHATSAPP_TEXT_LIMIT:,} characters; "
+                         f"yours has {len(text):,}. Send it in shorter replies.")
     if task.contact is None or not task.is_open:
         raise DomainError(f"{task.ref} has no open conversation with a customer to reply to")
     queue_customer_message(context.session, contact=task.contact, kind="reply", text=text,
@@ -203,9 +202,10 @@ def _closing_text(context: Context, task: Task) -> str | None:
                                   context.config.default_language)
     if not template:
         return None
-    values = {"contact.name": contact.name if contact else None, "task.number": task.number,
-              "task.ref": task.ref, "task.title": task.title, "agent.name": context.agent.name}
-    return render_template(template, values)
+    values = {"contact.name": echo(contact.name) if contact else None,
+              "task.number": task.number, "task.ref": task.ref, "task.title": task.title,
+              "agent.name": context.agent.name}
+    return fit_whatsapp(render_template(template, values))
 
 
 VERBS: dict[str, Handler] = {

@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from store.agents import note_load
 from store.errors import NotFound
 from store.events import Audit, record_event
-from store.lifecycle import Action, Actor, check_transition
+from store.lifecycle import Action, Actor, check_transition, visible_to
 from store.models import OPEN_STATUSES, Task, TaskEvent, TaskStatus
 from store.rows import insert_row
 from store.types import utcnow
@@ -206,12 +206,16 @@ def list_open_tasks(
     assignee_id: str | None = None,
     teams: Collection[str] | None = None,
     unassigned: bool = False,
+    seen_by: Actor | None = None,
     limit: int,
 ) -> list[Task]:
     """Up to `limit` open tasks, oldest first: of `assignee_id` when given, of `teams` when
     given (an empty collection matches no task), only those without an assignee when
-    `unassigned`."""
+    `unassigned`, only those `seen_by` may see when given (the lifecycle's permission)."""
     query = select(Task).where(Task.status.in_(sorted(OPEN_STATUSES)))
+    visible = visible_to(seen_by) if seen_by is not None else None
+    if visible is not None:
+        query = query.where(visible)
     if assignee_id is not None:
         query = query.where(Task.assignee_id == assignee_id)
     if teams is not None:

@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
 
 
-def _services(*, migrate: bool = False):
+def _services(*, migrate: bool = False, for_worker: bool = False):
     try:
-        return build_services(load_settings(), migrate=migrate)
+        return build_services(load_settings(), migrate=migrate, for_worker=for_worker)
     except ConfigError as exc:
         typer.echo(f"opsbot: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -81,7 +81,7 @@ def worker(
     from bot.worker.entrypoints import install_services
     from bot.worker.process import run_worker
 
-    services = _services(migrate=not no_migrate)
+    services = _services(migrate=not no_migrate, for_worker=True)
     configure_logging(services.settings.secrets(), services.settings.log_level)
     install_services(services)
     try:

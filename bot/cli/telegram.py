@@ -7,7 +7,7 @@ from telegram import Bot, BotCommand
 from telegram.error import TelegramError
 
 from bot.cli.support import load_settings
-from bot.core.settings import Settings
+from bot.core.settings import Settings, reveal
 from bot.webhooks.telegram import PATH
 from notifiers.telegram import bot_api_url
 from notifiers.verbs import VERBS
@@ -34,8 +34,8 @@ def set_webhook(
 
 async def _register(settings: Settings, url: str, *, drop_pending: bool) -> None:
     base = bot_api_url(settings.telegram_api_base_url)
-    async with Bot(settings.telegram_bot_token or "", base_url=base) as bot:
-        await bot.set_webhook(url=url, secret_token=settings.telegram_webhook_secret,
+    async with Bot(reveal(settings.telegram_bot_token), base_url=base) as bot:
+        await bot.set_webhook(url=url, secret_token=reveal(settings.telegram_webhook_secret),
                               allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending)
         await bot.set_my_commands(command_menu())
 

@@ -2,10 +2,14 @@
 the senders of every channel that is on."""
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
+from bot.core import tunables
 from bot.core.jobs import Jobs
 from bot.core.services import Services
-from bot.core.settings import ConfigError, Settings
+from bot.core.settings import ConfigError, Settings, reveal
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import ChannelSender
 from notifiers.slack import SlackSender
@@ -26,10 +30,10 @@ def build_senders(settings: Settings) -> dict[str, ChannelSender]:
     """The agent channels' senders, by channel name (a channel that is off has none)."""
     senders: list[ChannelSender] = []
     if settings.slack_enabled:
-        senders.append(SlackSender(settings.slack_bot_token or "", settings.slack_api_base_url))
+        senders.append(SlackSender(reveal(settings.slack_bot_token), settings.slack_api_base_url))
     if settings.telegram_enabled:
         senders.append(
-            TelegramSender(settings.telegram_bot_token or "", settings.telegram_api_base_url))
+            TelegramSender(reveal(settings.telegram_bot_token), settings.telegram_api_base_url))
     return {sender.channel: sender for sender in senders}
 
 
@@ -38,18 +42,41 @@ def build_whatsapp_sender(settings: Settings) -> WhatsAppSender | None:
     if not settings.whatsapp_enabled:
         return None
     return WhatsAppSender(phone_id=settings.whatsapp_phone_id or "",
-                          token=settings.whatsapp_token or "",
+                          token=reveal(settings.whatsapp_token),
                           api_base_url=settings.whatsapp_api_base_url)
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Connects the database, rules, Redis, the job queue and the senders named by `settings`.
+def connect_redis(url: str, *, for_worker: bool = False) -> Redis:
+    """A Redis client whose timeouts fit its process: short in the web process, so that a
+    hanging Redis fails a request within seconds; in a worker, longer than RQ's blocking wait
+    for a job. A timeout is never retried (the command may have run, and a hanging server would
+    be waited for again); a dropped connection is retried once, at once."""
+    answer_within = worker_socket_timeout() if for_worker else tunables.REDIS_SOCKET_TIMEOUT
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=tunables.REDIS_CONNECT_TIMEOUT,
+        socket_timeout=answer_within,
+        health_check_interval=tunables.REDIS_HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+    )
+
+
+def worker_socket_timeout() -> float:
+    """Seconds a worker's Redis client waits for an answer: RQ's blocking dequeue
+    (`Worker.dequeue_timeout`: WORKER_TTL - 15 s) plus WORKER_REDIS_MARGIN."""
+    return max(1, tunables.WORKER_TTL - 15) + tunables.WORKER_REDIS_MARGIN
+
+
+def build_services(settings: Settings, *, migrate: bool = True,
+                   for_worker: bool = False) -> Services:
+    """Connects the database, rules, Redis, the job queue and the senders named by `settings`;
+    `for_worker` gives Redis the timeouts of an RQ worker (see `connect_redis`).
 
     Raises RulesError when the rules file is invalid, ConfigError when Redis is not set.
     """
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set (`opsbot run` starts an embedded Redis)")
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url, for_worker=for_worker)
     return Services(
         settings=settings,
         db=open_database(settings, migrate=migrate),

@@ -23,18 +23,18 @@ class Settings(BaseSettings):
     rules_path: Path = Path("rules.yaml")
 
     whatsapp_phone_id: str | None = None
-    whatsapp_token: str | None = None
-    whatsapp_app_secret: str | None = None
-    whatsapp_verify_token: str | None = None
+    whatsapp_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
     whatsapp_api_base_url: str | None = None
 
-    slack_bot_token: str | None = None
-    slack_signing_secret: str | None = None
-    slack_app_token: str | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
     slack_api_base_url: str = "https://slack.com"
 
-    telegram_bot_token: str | None = None
-    telegram_webhook_secret: str | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
 
     log_level: str = "INFO"  # LOG_LEVEL: DEBUG, INFO, WARNING…; secrets are redacted at all

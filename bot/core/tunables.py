@@ -49,6 +49,28 @@ SCHEDULER_MAX_BATCHES = 50  # per tick: 50 x 1,000 due jobs
 WHATSAPP_MAX_BODY = 3 * 1024 * 1024  # Meta's bodies are a few KB; a batch stays far below
 INTAKE_MAX_BATCH = 2000  # webhook bodies committed in one intake transaction
 ANSWER_IN_ACK_WITHIN = 2.0  # seconds; Slack wants the ack within 3 s, else it retries
+SLACK_MAX_BODY = 1024 * 1024  # commands, button payloads (a card's blocks) and events: a few KB
+TELEGRAM_MAX_BODY = 1024 * 1024  # one update, a few KB; texts are at most 4,096 characters
+READY_PROBE_TIMEOUT = 2.0  # seconds per /readyz ping; a load balancer probes every few seconds
 
 # --- `opsbot run` (bot.core.supervisor) ------------------------------------------------------
 STOP_TIMEOUT = 30.0  # seconds a child gets to finish its current job after SIGTERM
+
+# --- Intake under a slow database (bot.webhooks.intake) --------------------------------------
+# PostgreSQL's connect, statement and answer timeouts are in store/db.py (store/ may not import
+# this module).
+INTAKE_STORE_TIMEOUT = 5.0  # seconds a webhook waits for its commit before it gets 503: Meta
+# redelivers on a 5xx, and a commit that takes longer means the database is in trouble
+INTAKE_MAX_WAITING = 2000  # requests queued while the writer is stuck (its commit is older
+# than INTAKE_STORE_TIMEOUT); more get 503 at once instead of holding their bodies in memory
+# until they time out
+
+# --- Redis clients (bot.core.bootstrap) -------------------------------------------------------
+# redis-py 8 waits 5 s to connect and 5 s for each answer unless told otherwise.
+REDIS_CONNECT_TIMEOUT = 1.0  # seconds; Redis is on the same network: a connect takes ms
+REDIS_SOCKET_TIMEOUT = 2.0  # seconds per answer in the web process; its commands are O(1) and
+# answer in ms, and Slack wants its ack within 3 s, so a hanging Redis must fail before that
+WORKER_REDIS_MARGIN = 10.0  # seconds a worker's client waits for an answer beyond RQ's blocking
+# wait for a job (WORKER_TTL - 15 s), which answers only that late when the queue is empty
+REDIS_HEALTH_CHECK_INTERVAL = 30  # seconds idle after which a connection is PINGed before use,
+# so that one closed by Redis' `timeout` or a load balancer fails there, not on a command

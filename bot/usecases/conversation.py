@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.usecases.assignment import assign_task, notify_agent
 from bot.whatsapp.parsing import DeliveryStatus, InboundMessage
+from notifiers.texts import echo, fit_whatsapp
 from rules import (
     ContactFacts,
     Decision,
@@ -185,24 +186,25 @@ def _acknowledge(session: Session, config: RulesConfig, decision: Decision, task
     template = pick_language_text(decision.reply, task.language, config.default_language)
     if not template:
         return
-    text = render_template(template, reply_values(config, task, contact, message))
+    text = fit_whatsapp(render_template(template, reply_values(config, task, contact, message)))
     queue_customer_message(session, contact=contact, kind="ack", text=text,
                            dedupe_key=f"ack:{task.id}", task=task, new_key=True)
 
 
 def reply_values(config: RulesConfig, task: Task, contact: Contact,
                  message: InboundMessage | None = None) -> dict[str, Any]:
-    """The `{contact.*}`, `{task.*}`, `{sla.*}`, `{agent.*}` values of a customer reply."""
+    """The `{contact.*}`, `{task.*}`, `{sla.*}`, `{agent.*}`, `{message.*}` values of a customer
+    reply; what the customer wrote is echoed at most ECHO_LIMIT characters long."""
     policy = config.policy(task.sla_policy or task.priority)
     agent = config.agent(task.assignee_id) if task.assignee_id else None
     return {
-        "contact": {"name": contact.name or "", "status": contact.crm_status,
+        "contact": {"name": echo(contact.name), "status": contact.crm_status,
                     "language": contact.language, "phone": contact.phone},
         "task": {"number": task.number, "ref": task.ref, "title": task.title,
                  "category": task.category, "priority": task.priority, "team": task.team},
         "sla": {"first_response": policy.first_response, "resolution": policy.resolution},
         "agent": {"name": agent.name if agent else ""},
-        "message": {"text": message.text if message else "",
+        "message": {"text": echo(message.text if message else ""),
                     "type": message.type if message else ""},
     }
 

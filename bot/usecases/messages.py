@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -27,7 +27,7 @@ from bot.whatsapp.parsing import read_message, read_status
 from bot.whatsapp.payloads import PayloadError
 from rules import RulesConfig
 from store.claims import hand_over
-from store.errors import ConcurrentUpdate
+from store.errors import ConcurrentUpdate, describe_error
 from store.inbound import (
     earlier_pending_events,
     get_event,
@@ -158,12 +158,14 @@ def _process_one(session: Session, config: RulesConfig, event: InboundEvent, now
 
 
 def _failed(event: InboundEvent, exc: Exception, retries: list[InboundEvent]) -> EventOutcome:
-    if note_failure(event, reason=f"{exc.__class__.__name__}: {exc}"):
+    if note_failure(event, reason=describe_error(exc)):
         log.error("inbound event %s failed for good: %s", event.id, event.error)
         return EventOutcome.FAILED
     level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
+    # A database error's traceback quotes the rows (customers' data): its one line is enough.
+    traceback = not isinstance(exc, RetryLater | DBAPIError)
     log.log(level, "inbound event %s: %s (will retry)", event.id, event.error,
-            exc_info=not isinstance(exc, RetryLater))
+            exc_info=traceback)
     retries.append(event)
     return EventOutcome.RETRYING
 

@@ -3,6 +3,14 @@
 SQLite has one writer; per-request commits from many threads reach ~1,300 req/s. Here every
 request puts its rows on a queue and waits; a single task inserts everything waiting in one
 transaction and only then wakes those requests, so each 200 still follows its own commit.
+
+A database that hangs or fails must cost a bounded wait, not a frozen intake: a request waits
+at most INTAKE_STORE_TIMEOUT for its commit, then gets IntakeUnavailable (503, Meta retries).
+An insert that hangs cannot be cancelled (it runs in a thread), so the writer waits for it,
+keeping its order (store.db bounds how long: connect, statement and answer timeouts), and
+skips the requests that gave up meanwhile. While it is stuck, at most INTAKE_MAX_WAITING
+requests queue; more are refused at once. Rows committed after their request gave up are
+harmless: Meta's redelivery is ignored by the unique provider id.
 """
 
 import asyncio
@@ -10,12 +18,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from store.db import Database
+from bot.core import tunables
+from store.db import Database, is_unavailable
 from store.inbound import insert_events
 
 log = logging.getLogger(__name__)
 
 Rows = list[dict[str, Any]]
+
+
+class IntakeUnavailable(Exception):
+    """The rows were not committed in time, or the database refused them: answer 503, so that
+    Meta delivers the webhook again later (a copy already stored is ignored by its unique id)."""
 
 
 class IntakeWriter:
@@ -33,6 +47,7 @@ class IntakeWriter:
         self._queue: asyncio.Queue[tuple[Rows, asyncio.Future]] = asyncio.Queue()
         self._committed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._busy_since: float | None = None  # loop time the running commit started
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._write_loop(), name="intake-writer")]
@@ -40,10 +55,22 @@ class IntakeWriter:
             self._tasks.append(asyncio.create_task(self._after_loop(), name="intake-dispatch"))
 
     async def store(self, rows: Rows) -> None:
-        """Returns once `rows` are committed; raises the database error when they are not."""
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put((rows, future))
-        await future
+        """Returns once `rows` are committed. Raises IntakeUnavailable when they were not
+        committed within INTAKE_STORE_TIMEOUT or the database failed to store them."""
+        loop = asyncio.get_running_loop()
+        if self._stuck(loop) and self._queue.qsize() >= tunables.INTAKE_MAX_WAITING:
+            raise IntakeUnavailable("the database is not answering; try again later")
+        future = loop.create_future()
+        expiry = loop.call_later(tunables.INTAKE_STORE_TIMEOUT, _give_up, future)
+        self._queue.put_nowait((rows, future))
+        try:
+            await future
+        finally:
+            expiry.cancel()
+
+    def _stuck(self, loop: asyncio.AbstractEventLoop) -> bool:
+        started = self._busy_since
+        return started is not None and loop.time() - started > tunables.INTAKE_STORE_TIMEOUT
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -55,22 +82,37 @@ class IntakeWriter:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < self.max_batch:
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
-            self._committed.set()
+            try:
+                await self._commit(batch)
+            except Exception:  # the one writer must outlive anything
+                log.exception("intake: the writer failed a batch")
+                for _, future in batch:
+                    _settle(future, _unavailable(None))
 
     async def _commit(self, batch: list[tuple[Rows, asyncio.Future]]) -> None:
+        batch = [item for item in batch if not item[1].done()]  # skip requests that gave up
+        if not batch:
+            return
+        self._busy_since = asyncio.get_running_loop().time()
         try:
             await asyncio.to_thread(self._insert, [row for rows, _ in batch for row in rows])
         except Exception as exc:
-            if len(batch) == 1:
-                log.exception("intake: could not store a webhook")
-                _settle(batch[0][1], exc)
-                return
+            self._busy_since = None
+            await self._failed(batch, exc)
+            return
+        self._busy_since = None
+        for _, future in batch:
+            _settle(future, None)
+        self._committed.set()
+
+    async def _failed(self, batch: list[tuple[Rows, asyncio.Future]], error: Exception) -> None:
+        if len(batch) > 1 and not is_unavailable(error):
             for item in batch:  # one bad request must not fail the others
                 await self._commit([item])
             return
+        log.error("intake: could not store %d webhook(s)", len(batch), exc_info=error)
         for _, future in batch:
-            _settle(future, None)
+            _settle(future, _unavailable(error))
 
     def _insert(self, rows: Rows) -> None:
         with self.db.transaction() as session:
@@ -86,8 +128,20 @@ class IntakeWriter:
                 log.exception("intake: after-commit step failed")
 
 
+def _unavailable(cause: Exception | None) -> IntakeUnavailable:
+    error = IntakeUnavailable("the database could not store the webhook; try again later")
+    error.__cause__ = cause
+    return error
+
+
+def _give_up(future: asyncio.Future) -> None:
+    if not future.done():  # the writer skips it, or ignores its commit
+        seconds = tunables.INTAKE_STORE_TIMEOUT
+        future.set_exception(IntakeUnavailable(f"not stored within {seconds:g} s; try again"))
+
+
 def _settle(future: asyncio.Future, error: Exception | None) -> None:
-    if future.done():  # the client went away; the rows are committed all the same
+    if future.done():  # gave up or went away; the rows are committed all the same
         return
     if error is None:
         future.set_result(None)

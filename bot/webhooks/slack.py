@@ -1,6 +1,7 @@
 """`POST /slack/events`: slash command `/ops <verb> …`, card buttons and DMs to the bot.
 
-Slack Bolt verifies the signature (refusing bodies older than 5 minutes) and acks; the command
+The body is read with a limit (413) and its signature checked (401: missing, malformed, wrong,
+or older than 5 minutes) before Bolt parses anything of it; then Bolt acks and the command
 runs through the shared grammar. A delivery is identified by its trigger id (or event id):
 Slack's retries of it are recorded once in the database and never act twice.
 `SLACK_APP_TOKEN` set: Socket Mode is started with the app instead of waiting for HTTP.
@@ -12,21 +13,27 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from fastapi.responses import JSONResponse
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from starlette.datastructures import Headers
 
 from bot.core import tunables
 from bot.core.services import Services
-from bot.core.settings import Settings
+from bot.core.settings import Settings, reveal
 from bot.webhooks.agents import dispatch_after, run_agent_command
-from notifiers.grammar import CommandRequest
-from notifiers.slack import parse_action_id, web_api_url
+from bot.webhooks.body import BodyRefused, read_body, refusal
+from notifiers.grammar import CommandRequest, CommandResult
+from notifiers.slack import escape_slack, parse_action_id, web_api_url
 
 PATH = "/slack/events"
 COMMAND = "/ops"
+TIMESTAMP = re.compile(r"[0-9]{1,15}")  # whole seconds since the epoch, as Slack sends them
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +47,7 @@ def build_router(settings: Settings) -> APIRouter:
     """The Slack route (and Socket Mode, when `SLACK_APP_TOKEN` is set)."""
     holder = _Holder()
     bolt = build_bolt_app(settings, holder)
-    handler = AsyncSlackRequestHandler(bolt)
+    verifier = SignatureVerifier(reveal(settings.slack_signing_secret))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,18 +56,48 @@ def build_router(settings: Settings) -> APIRouter:
             yield
 
     async def events(request: Request) -> Response:
-        return await handler.handle(request)
+        try:
+            raw = await read_body(request, tunables.SLACK_MAX_BODY)
+        except BodyRefused as exc:
+            return refusal(exc)
+        if not signed_by_slack(verifier, raw, request.headers):
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        return await _dispatch(bolt, request, raw)
 
     router = APIRouter(lifespan=lifespan)
     router.add_api_route(PATH, events, methods=["POST"])
     return router
 
 
+def signed_by_slack(verifier: SignatureVerifier, raw: bytes, headers: Headers) -> bool:
+    """Whether Slack signed `raw` less than 5 minutes ago. False, never an exception, for a
+    timestamp that is not whole seconds, a signature that is not ASCII or a body that is not
+    UTF-8 (slack_sdk's check would raise on each)."""
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    signature = headers.get("x-slack-signature", "")
+    if not TIMESTAMP.fullmatch(timestamp) or not signature.isascii():
+        return False
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return verifier.is_valid(text, timestamp, signature)
+
+
+async def _dispatch(bolt: AsyncApp, request: Request, raw: bytes) -> Response:
+    """Hands a signed body to Bolt (which checks the signature again, and acks)."""
+    try:
+        bolt_request = to_async_bolt_request(request, raw)
+    except ValueError:  # signed, yet neither a form nor JSON: not something Slack sends
+        return JSONResponse({"error": "the body is neither a form nor JSON"}, status_code=400)
+    return to_starlette_response(await bolt.async_dispatch(bolt_request))
+
+
 def build_bolt_app(settings: Settings, holder: _Holder) -> AsyncApp:
     """The Bolt app: its Web API client points at `SLACK_API_BASE_URL` when set."""
     bolt = AsyncApp(  # the client carries the bot token
-        signing_secret=settings.slack_signing_secret,
-        client=AsyncWebClient(token=settings.slack_bot_token,
+        signing_secret=reveal(settings.slack_signing_secret),
+        client=AsyncWebClient(token=reveal(settings.slack_bot_token),
                               base_url=web_api_url(settings.slack_api_base_url)),
     )
     for register in (_listen_to_commands, _listen_to_buttons, _listen_to_direct_messages):
@@ -112,11 +149,13 @@ def _listen_to_direct_messages(bolt: AsyncApp, holder: _Holder) -> None:
         await dispatch_after(holder.services, result)
 
 
-async def _run(holder: _Holder, user_id: str, text: str, key: str):
+async def _run(holder: _Holder, user_id: str, text: str, key: str) -> CommandResult:
+    """Runs the command; its answer comes back escaped for Slack (it may quote a customer)."""
     if holder.services is None:
         raise RuntimeError("the Slack router was used before the app started")
     request = CommandRequest("slack", user_id, text, dedupe_key=key)
-    return await run_agent_command(holder.services, request)
+    result = await run_agent_command(holder.services, request)
+    return replace(result, text=escape_slack(result.text))
 
 
 def _digest(raw: str | bytes) -> str:
@@ -131,7 +170,7 @@ async def _socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncIterator[None
         return
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+    handler = AsyncSocketModeHandler(bolt, reveal(settings.slack_app_token))
     await handler.connect_async()
     log.info("Slack Socket Mode connected")
     try:

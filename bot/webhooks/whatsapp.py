@@ -3,10 +3,11 @@
 POST: size limit (413), `X-Hub-Signature-256` over the raw body (403, nothing stored), then
 the body's items are committed (unique per wamid, statuses per wamid:status) before the 200.
 A signed body we cannot read is stored as one FAILED event with its reason, and answered 200
-so that Meta stops redelivering it.
+so that Meta stops redelivering it. Rows the database cannot store get 503: Meta retries.
 """
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,21 +17,17 @@ from pywa.utils import webhook_updates_validator
 
 from bot.core import tunables
 from bot.core.services import Services
-from bot.webhooks.intake import IntakeWriter
+from bot.core.settings import reveal
+from bot.webhooks.body import BodyRefused, read_limited, refusal
+from bot.webhooks.intake import IntakeUnavailable, IntakeWriter
 from bot.whatsapp.payloads import EventItem, PayloadError, body_digest, split_body
 from bot.worker.drains import request_drain
 from store.models import EventStatus
 
 PATH = "/webhooks/whatsapp"
 PROVIDER = "whatsapp"
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
+CANNOT_STORE = b'{"error":"cannot store right now; retry"}'
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -78,7 +75,7 @@ async def verify(request: Request) -> Response:
     """Meta's subscription check: echo `hub.challenge` when the verify token matches."""
     settings = request.app.state.services.settings
     params = request.query_params
-    expected = settings.whatsapp_verify_token
+    expected = reveal(settings.whatsapp_verify_token)
     if params.get("hub.mode") == "subscribe" and expected and _same(
         params.get("hub.verify_token", ""), expected
     ):
@@ -87,44 +84,40 @@ async def verify(request: Request) -> Response:
 
 
 class ReceiveEndpoint:
-    """POST: 413 / 403 / store-then-200, as a raw ASGI app."""
+    """POST: 413 / 403 / store-then-200 (503 when the rows cannot be stored), as a raw ASGI
+    app."""
 
     async def __call__(self, scope, receive, send) -> None:
         app = scope["app"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             raw = await read_limited(headers, receive, tunables.WHATSAPP_MAX_BODY)
-        except BodyTooLarge:
-            await _answer(send, 413, b'{"error":"body larger than 3 MB"}')
+        except BodyRefused as exc:  # a client that is gone gets nothing: Meta redelivers
+            await refusal(exc)(scope, receive, send)
             return
-        except ClientGone:  # Meta redelivers what it did not get an answer for
-            return
-        secret = app.state.services.settings.whatsapp_app_secret
+        secret = reveal(app.state.services.settings.whatsapp_app_secret)
         if not signature_ok(raw, headers.get("x-hub-signature-256"), secret):
             await _answer(send, 403, b'{"error":"missing or invalid X-Hub-Signature-256"}')
             return
         rows = event_rows(raw)
-        await app.state.whatsapp_intake.store(rows)
-        await _answer(send, 200, b'{"stored":%d}' % len(rows))
+        if await _stored(app.state.whatsapp_intake, rows):
+            await _answer(send, 200, b'{"stored":%d}' % len(rows))
+        else:  # Meta delivers again later; a copy that was stored is ignored by its id
+            await _answer(send, 503, CANNOT_STORE)
 
 
-async def read_limited(headers: dict[str, str], receive, limit: int) -> bytes:
-    """The body, refusing more than `limit` bytes whatever Content-Length says."""
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
+async def _stored(writer: IntakeWriter, rows: list[dict]) -> bool:
+    """Whether `rows` were committed; a failure is logged (its kind only: a database error's
+    text carries SQL parameters) and never escapes as a 500."""
+    try:
+        await writer.store(rows)
+    except IntakeUnavailable:
+        log.warning("intake: a webhook was answered 503 (the database could not store it)")
+        return False
+    except Exception as exc:  # any other database error: the same answer, louder
+        log.error("intake: a webhook was answered 503 (%s)", exc.__class__.__name__)
+        return False
+    return True
 
 
 async def _answer(send, status: int, body: bytes) -> None:
@@ -136,7 +129,7 @@ async def _answer(send, status: int, body: bytes) -> None:
 
 def signature_ok(raw: bytes, header: str | None, app_secret: str | None) -> bool:
     """pywa's HMAC-SHA256 check (constant time); fails closed without a secret or header."""
-    if not app_secret or not header or not header.startswith("sha256="):
+    if not app_secret or not header or not header.isascii() or not header.startswith("sha256="):
         return False
     return webhook_updates_validator(app_secret, raw, header)
 

@@ -33,7 +33,7 @@ def current_services() -> Services:
     """This process's services, built from the environment on first use."""
     global _current
     if _current is None:
-        _current = build_services(Settings(), migrate=False)
+        _current = build_services(Settings(), migrate=False, for_worker=True)
     return _current
 
 

@@ -22,6 +22,7 @@ sla:
   normal: {first_response: 4h, resolution: 24h}
 teams:
   logistics: {supervisor: marta, strategy: least_loaded, slack_channel: C0LOGI}
+  sales: {supervisor: sofia, strategy: least_loaded}
 agents:
   - {id: ana, name: Ana García, teams: [logistics], skills: [shipping], languages: [es, en],
      slack: U0ANA, telegram: 111, capacity: 5}
@@ -31,6 +32,12 @@ agents:
      slack: U0MARTA, telegram: 333, preferred_channel: telegram, capacity: 5}
   - {id: tina, name: Tina Telegram, teams: [logistics], skills: [shipping], languages: [es],
      telegram: 444, capacity: 5}
+  # Another team, its supervisor, and an admin of no team: for the permission tests.
+  - {id: sara, name: Sara Sales, teams: [sales], skills: [shipping], languages: [es],
+     slack: U0SARA, capacity: 5}
+  - {id: sofia, name: Sofía Supervisora, teams: [sales], skills: [shipping], languages: [es],
+     slack: U0SOFIA, capacity: 5}
+  - {id: alba, name: Alba Admin, slack: U0ALBA, admin: true}
 closing_reply:
   es: "Hola {contact.first_name}, cerramos la solicitud #{task.number}."
   en: "Hi {contact.first_name}, we closed request #{task.number}."
@@ -44,8 +51,9 @@ def config(text: str = RULES) -> RulesConfig:
     return parse_rules(text)
 
 
-def make_task(session, *, assignee: str | None = None, language: str = "es") -> Task:
-    """A logistics task for a customer, assigned to `assignee` when given."""
+def make_task(session, *, assignee: str | None = None, language: str = "es",
+              team: str | None = "logistics") -> Task:
+    """A task of `team` (logistics) for a customer, assigned to `assignee` when given."""
     contact = session.query(Contact).filter_by(wa_id="34600000001").first()
     if contact is None:
         contact = Contact(wa_id="34600000001", name="Carmen Ruiz", language=language)
@@ -53,7 +61,7 @@ def make_task(session, *, assignee: str | None = None, language: str = "es") -> 
         session.flush()
     task = create_task(session, title="Cambio de envío", category="operations",
                        priority="normal", actor=SYSTEM, contact_id=contact.id,
-                       team="logistics", skills=["shipping"], language=language, now=NOW)
+                       team=team, skills=["shipping"], language=language, now=NOW)
     if assignee:
         transition_task(session, task=task, action=Action.ASSIGN, actor=SYSTEM,
                         assignee_id=assignee, now=NOW)

@@ -10,8 +10,10 @@ from store.models import Task, TaskEvent, TaskStatus
 from store.tasks import create_task, get_task, parse_ref, transition_task
 
 ANA = Actor(ActorKind.AGENT, "ana")
-LUIS = Actor(ActorKind.AGENT, "luis")
+LUIS = Actor(ActorKind.AGENT, "luis", teams=frozenset({"logistics"}))
 MARTA = Actor(ActorKind.AGENT, "marta", supervises=frozenset({"logistics"}))
+SARA = Actor(ActorKind.AGENT, "sara", teams=frozenset({"sales"}))
+SOFIA = Actor(ActorKind.AGENT, "sofia", teams=frozenset({"sales"}), supervises=frozenset({"sales"}))
 BOSS = Actor(ActorKind.AGENT, "boss", admin=True)
 CUSTOMER = Actor(ActorKind.CUSTOMER, "34600111222")
 
@@ -103,6 +105,14 @@ ILLEGAL = [
      "Only its assignee (ana), the logistics supervisor or an admin may close T-1"),
     ("supervisor declines for agent", TO_ASSIGNED, (Action.DECLINE, MARTA), NotAllowed,
      "Only its assignee (ana) may decline T-1"),
+    ("other team claims", [], (Action.ACCEPT, SARA), NotAllowed,
+     "T-1 is not a task of your teams"),
+    ("other team closes", TO_IN_PROGRESS, (Action.CLOSE, SARA), NotAllowed,
+     "T-1 is not a task of your teams"),
+    ("other team's supervisor reassigns", TO_ACCEPTED, (Action.REASSIGN, SOFIA), NotAllowed,
+     "T-1 is not a task of your teams"),
+    ("other team, closed task", TO_CLOSED, (Action.REOPEN, SOFIA), NotAllowed,
+     "T-1 is not a task of your teams"),
 ]
 
 

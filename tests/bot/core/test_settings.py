@@ -43,3 +43,12 @@ def test_dotenv_is_read(tmp_path):
     (tmp_path / ".env").write_text("REDIS_URL=redis://127.0.0.1:6379/3\nRULES_PATH=x.yaml\n")
     settings = Settings()
     assert (settings.redis_url, str(settings.rules_path)) == ("redis://127.0.0.1:6379/3", "x.yaml")
+
+
+def test_secrets_never_print_and_are_all_known_to_the_log_redaction():
+    settings = Settings(_env_file=None, slack_bot_token="xoxb-1", slack_signing_secret="sig-2",
+                        telegram_bot_token="1:tg-3", telegram_webhook_secret="hook-4",
+                        database_url="postgresql://ops:pw-5@db/ops")
+    assert not {"xoxb-1", "sig-2", "1:tg-3", "hook-4"} & set(repr(settings).split("'"))
+    assert "xoxb-1" not in repr(settings) and "xoxb-1" not in str(settings.model_dump())
+    assert set(settings.secrets()) == {"xoxb-1", "sig-2", "1:tg-3", "hook-4", "pw-5"}

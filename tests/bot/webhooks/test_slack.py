@@ -3,11 +3,13 @@
 import time
 
 import pytest
+from sqlalchemy import select
 
 from bot.core import tunables
 from sandbox.inbound import slack_button, slack_command
-from store.models import TaskStatus
+from store.models import Contact, TaskStatus
 from tests.bot.world import running_world
+from tests.notifiers.helpers import make_task
 
 
 @pytest.fixture
@@ -209,3 +211,28 @@ def test_a_slow_command_is_acked_at_once_and_answered_by_response_url(world, mon
     [answer_] = world.slack.wait_for(lambda _: world.slack.responses())
     assert answer_.json["text"].startswith(f"T-{number} accepted")
     assert world.task(number).status == TaskStatus.ACCEPTED
+
+
+def test_an_answer_quoting_a_customer_cannot_mention_or_link(world):
+    """`show` quotes the customer's name: Slack gets it escaped, not as a live mention."""
+    number = world.assigned_task("ana")
+    with world.services.db.transaction() as session:
+        contact = session.scalars(select(Contact)).one()
+        contact.name = "<!channel> <https://evil.example|Click me>"
+    text = answer(ops(world, "U0ANA", f"show {number}"))
+    assert "<!channel>" not in text and "<https://" not in text
+    assert "&lt;!channel&gt; &lt;https://evil.example|Click me&gt;" in text
+
+
+def test_an_agent_of_another_team_cannot_reply_note_or_look(world):
+    """The attack of issue 13: an agent of sales replied to the customer of an unassigned
+    logistics task and read it. Over real HTTP, each is refused and nothing is queued."""
+    with world.services.db.transaction() as session:
+        number = make_task(session).id  # logistics, unassigned
+    for text in (f"reply {number} hola, soy de ventas", f"note {number} mirando",
+                 f"show {number}", f"accept {number}"):
+        said = answer(ops(world, "U0SARA", text))
+        assert said == f"T-{number} is not a task of your teams", text
+    assert "Carmen" not in answer(ops(world, "U0SARA", "tasks open"))
+    assert world.outbox("reply") == []
+    assert [a for a, _ in world.actions(number)] == ["created"] + ["denied"] * 4
