@@ -236,3 +236,10 @@ def test_an_agent_of_another_team_cannot_reply_note_or_look(world):
     assert "Carmen" not in answer(ops(world, "U0SARA", "tasks open"))
     assert world.outbox("reply") == []
     assert [a for a, _ in world.actions(number)] == ["created"] + ["denied"] * 4
+
+
+def test_a_reply_longer_than_whatsapp_allows_is_refused_with_the_limit(world):
+    number = world.assigned_task("ana")
+    said = answer(ops(world, "U0ANA", f"reply {number} " + "x" * 5000))
+    assert "4,096" in said
+    assert world.outbox("reply") == []
