@@ -26,6 +26,7 @@ class NotificationKind(StrEnum):
     REASSIGNED_AWAY = "reassigned_away"
     DIGEST = "digest"  # your open tasks
     CARD_UPDATE = "card_update"  # edits a card already delivered (not built here)
+    CUSTOMER_REFUSED = "customer_refused"  # WhatsApp refused a message to the customer for good
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ _TITLES = {
     NotificationKind.REMINDER: "Reminder {ref}: {title}",
     NotificationKind.BREACH: "SLA breached on {ref}: {title}",
     NotificationKind.REASSIGNED_AWAY: "{ref} was reassigned: {title}",
+    NotificationKind.CUSTOMER_REFUSED: "WhatsApp refused the message to the customer of {ref}: "
+                                       "{title}",
 }
 
 

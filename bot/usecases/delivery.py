@@ -29,8 +29,8 @@ from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import CardRef, ChannelSender
 from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification, NotificationKind
-from notifiers.queueing import card_recipient
-from rules import TemplateRef
+from notifiers.queueing import card_recipient, queue_notification
+from rules import RulesConfig
 from store.claims import hand_over
 from store.db import Database
 from store.events import Audit, record_event
@@ -64,11 +64,12 @@ class Delivered:
 
 @dataclass(frozen=True)
 class Outlets:
-    """Everything a delivery may send through."""
+    """Everything a delivery may send through, and the rules it reads (the template for a
+    customer outside the window, who is told of a refused customer message)."""
 
     agents: Mapping[str, ChannelSender]  # by channel name: the agent channels that are on
     whatsapp: WhatsAppSender | None  # None: WhatsApp is off
-    out_of_window_template: TemplateRef | None  # sent to a customer outside the window
+    config: RulesConfig
 
 
 class _Reschedule(Exception):
@@ -248,12 +249,12 @@ def _send_customer(outlets: Outlets, plan: _CustomerSend) -> str:
         raise PermanentDeliveryError("WhatsApp is off (WHATSAPP_TOKEN is not set)")
     if plan.via == "text":
         return outlets.whatsapp.send_text(to=plan.to, text=plan.text)
-    if outlets.out_of_window_template is None:
+    template = outlets.config.out_of_window_template
+    if template is None:
         raise PermanentDeliveryError(
             "WhatsApp: the customer wrote more than 24 h ago and rules.yaml has no "
             "out_of_window_template to send instead")
-    return outlets.whatsapp.send_template(to=plan.to, template=outlets.out_of_window_template,
-                                          text=plan.text)
+    return outlets.whatsapp.send_template(to=plan.to, template=template, text=plan.text)
 
 
 def _record_customer_send(db: Database, plan: _CustomerSend, *, wamid: str | None = None,
@@ -297,24 +298,41 @@ def _count_failed_run(db: Database, outbox_id: int, error: Exception) -> int:
 
 
 def _fall_back(db: Database, outlets: Outlets, outbox_id: int, error: Exception) -> Delivered:
-    """Switches an agent notification to the agent's next channel, else marks it failed."""
+    """Switches an agent notification to the agent's next channel; else marks the row failed
+    (a refused customer message also goes to the task's assignee as a card)."""
     with db.transaction() as session:
         row = session.get(OutboxMessage, outbox_id)
-        tried = [*row.payload.get("tried", []), row.channel]
-        others = [c for c in row.payload.get("to") or {} if c not in tried]
-        fallback = others[0] if row.kind != NotificationKind.CARD_UPDATE and others else None
+        fallback = _next_channel(row)
         task = session.get(Task, row.task_id) if row.task_id else None
         record_event(session, task=task, actor="system", action=Audit.DELIVERY_FAILED,
                      details={"outbox_id": row.id, "task_id": row.task_id, "kind": row.kind,
                               "channel": row.channel, "error": str(error)[:500],
                               "fallback": fallback})
         row.last_error = str(error)[:1000]
-        if fallback is None:
-            row.status = OutboxStatus.FAILED
-        else:
-            row.payload = {**row.payload, "tried": tried}
+        if fallback is not None:
+            row.payload = {**row.payload, "tried": [*row.payload.get("tried", []), row.channel]}
             row.channel, row.attempts = fallback, 0
+        else:
+            row.status = OutboxStatus.FAILED
+            if row.channel == CUSTOMER_CHANNEL and task is not None and task.assignee_id:
+                _tell_assignee(session, outlets.config, task, row, error)
     if fallback is None:
         return Delivered(DeliveryOutcome.FAILED)
     then = deliver_outbox(db, outlets, outbox_id)
     return Delivered(then.outcome, (fallback, *then.fell_back_to), then.retry_at)
+
+
+def _next_channel(row: OutboxMessage) -> str | None:
+    """The agent's next channel for a notification; None for a card update and for a
+    customer message (its `to` is the customer's number, not an agent's addresses)."""
+    if row.channel == CUSTOMER_CHANNEL or row.kind == NotificationKind.CARD_UPDATE:
+        return None
+    tried = [*row.payload.get("tried", []), row.channel]
+    return next((c for c in row.payload.get("to") or {} if c not in tried), None)
+
+
+def _tell_assignee(session: Session, config: RulesConfig, task: Task, row: OutboxMessage,
+                   error: Exception) -> None:
+    queue_notification(session, config=config, kind=NotificationKind.CUSTOMER_REFUSED,
+                       task=task, agent_id=task.assignee_id, dedupe_key=f"refused-{row.id}",
+                       details={"note": f"{error}"[:500]})

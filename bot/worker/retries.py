@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def outlets_of(services: Services) -> Outlets:
     """What deliveries may send through in this process (the rules as they are now)."""
     return Outlets(agents=services.senders, whatsapp=services.whatsapp,
-                   out_of_window_template=services.rules.current.out_of_window_template)
+                   config=services.rules.current)
 
 
 def schedule_event_retries(jobs: Jobs, events: Sequence[InboundEvent], now: datetime) -> None:

@@ -5,10 +5,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.usecases.delivery import send_customer_message
-from bot.worker.retries import outlets_of, process_event
+from bot.usecases.delivery import Delivered, DeliveryOutcome, send_customer_message
+from bot.worker.retries import deliver, outlets_of, process_event
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
-from store.models import Contact, InboundEvent, Message, OutboxMessage
+from notifiers.notifications import NotificationKind
+from store.events import Audit, list_events
+from store.models import Contact, InboundEvent, Message, OutboxMessage, OutboxStatus
 from store.types import utcnow
 from tests.bot.whatsapp_kit import CUSTOMER, TEXT, live, make_settings, message_body, post
 from tests.fakes import FakeGraph
@@ -105,3 +107,24 @@ def test_a_customer_without_a_phone_number_is_addressed_by_bsuid(app, graph):
     [sent] = graph.sent_messages()
     assert sent["recipient"] == "ES.7777777777"
     assert "to" not in sent or sent["to"] is None
+
+
+def test_a_message_whatsapp_refuses_for_good_ends_failed_and_tells_the_assignee(app, graph):
+    """Issue 14: the agent-card fallback read the customer's number as a list of channels
+    (`channel = '3'`), the row stayed pending and claimed for ever."""
+    services, _ = app
+    ack = queued_ack(app)
+    graph.fail_next(status=400, match="messages")
+    delivered = deliver(services, ack.id)
+    assert delivered == Delivered(DeliveryOutcome.FAILED)
+    with services.db.transaction() as session:
+        row = session.get(OutboxMessage, ack.id)
+        assert (row.channel, row.status) == ("whatsapp", OutboxStatus.FAILED)
+        assert "Graph API error" in row.last_error
+        [failed] = list_events(session, task_id=row.task_id, action=Audit.DELIVERY_FAILED)
+        assert failed.details["fallback"] is None
+        [card] = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == NotificationKind.CUSTOMER_REFUSED)).all()
+    assert card.agent_id == "ana"
+    title = card.payload["notification"]["title"]
+    assert title.startswith(f"WhatsApp refused the message to the customer of T-{row.task_id}")
