@@ -64,8 +64,8 @@ def _lookup(values: Mapping[str, object], name: str) -> object:
 def _derived(values: Mapping[str, object], name: str) -> object:
     # Callers usually know a full name; the first name is its first word.
     if name.endswith(".first_name"):
-        full = _lookup(values, name.removesuffix("first_name") + "name")
-        return str(full).split()[0] if full else None
+        words = str(_lookup(values, name.removesuffix("first_name") + "name") or "").split()
+        return words[0] if words else None
     if name == "task.ref":
         number = _lookup(values, "task.number")
         return f"T-{number}" if number is not None and number != "" else None

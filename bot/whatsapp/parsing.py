@@ -14,6 +14,7 @@ from rules import MessageFacts, MessageType
 log = logging.getLogger(__name__)
 
 _FACT_TYPES = {t.value for t in MessageType}
+MAX_NAME = 200  # the contacts.name column
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,19 @@ def _build(message, contact, at, text, payload, extra, parsed_by) -> InboundMess
         details["referral"] = referral
     return InboundMessage(
         wamid=str(message["id"]), wa_id=wa_id, user_id=user_id,
-        name=(contact.get("profile") or {}).get("name"), type=str(message.get("type")),
+        name=profile_name(contact), type=str(message.get("type")),
         at=at.astimezone(UTC), text=text, media_id=extra.get("media_id"),
         button_payload=payload, referral=referral.get("source_id") or referral.get("headline"),
         reaction_to=extra.get("reaction_to"), details=details, parsed_by=parsed_by,
     )
+
+
+def profile_name(contact: dict) -> str | None:
+    """The customer's WhatsApp profile name with its whitespace normalised (None when it is
+    blank: spaces, U+3000…) and cut to what is stored (MAX_NAME characters)."""
+    name = (contact.get("profile") or {}).get("name")
+    words = str(name).split() if name is not None else []
+    return " ".join(words)[:MAX_NAME] or None
 
 
 def read_status(raw: bytes) -> DeliveryStatus:

@@ -52,6 +52,11 @@ def test_render_template_nested_flat_and_derived() -> None:
     assert render_template(template, flat) == expected
 
 
+@pytest.mark.parametrize("name", ["   ", "\u3000", "", None])
+def test_a_blank_name_has_no_first_name(name: str | None) -> None:
+    assert render_template("Hola {contact.first_name}!", {"contact": {"name": name}}) == "Hola !"
+
+
 def test_render_template_missing_values_and_braces() -> None:
     assert render_template("a{contact.name}b {{literal}}", {}) == "ab {literal}"
 

@@ -395,3 +395,18 @@ def test_a_batch_that_fills_in_a_customers_bsuid_keeps_one_contact(app):
         contact = session.scalars(select(Contact)).one()
     assert (contact.wa_id, contact.user_id) == (CUSTOMER, "ES.5555555555")
     assert len(tasks(services)) == 1
+
+
+@pytest.mark.parametrize(("profile", "stored"), [
+    ("   ", None), ("\u3000", None), ("  Lucía \u3000 Pérez ", "Lucía Pérez"),
+    ("L" * 300, "L" * 200),
+])
+def test_blank_or_overlong_profile_names_are_normalised_at_intake(app, profile, stored):
+    """Issue 14 item 10: a name of spaces crashed `{contact.first_name}` (no task, no ack);
+    a name over the column's 200 characters failed on PostgreSQL."""
+    services, _ = app
+    assert deliver(app, message_body(TEXT, wamid="wamid.NAME", name=profile)) == ["created"]
+    with services.db.transaction() as session:
+        assert session.scalars(select(Contact.name)).one() == stored
+    [ack] = outbox(services, "ack")
+    assert ack.payload["text"].startswith("Hola ")
