@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.core import tunables
 from store.db import Database, is_unavailable
+from store.errors import describe_error
 from store.inbound import insert_events
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class IntakeWriter:
             for item in batch:  # one bad request must not fail the others
                 await self._commit([item])
             return
-        log.error("intake: could not store %d webhook(s)", len(batch), exc_info=error)
+        # One line, no traceback: a database error's traceback quotes the rows it refused.
+        log.error("intake: could not store %d webhook(s): %s", len(batch), describe_error(error))
         for _, future in batch:
             _settle(future, _unavailable(error))
 
