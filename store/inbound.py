@@ -12,6 +12,10 @@ from store.types import utcnow
 from store.upsert import insert_ignore
 
 MAX_ATTEMPTS = 5
+# The drains apply WhatsApp's events only. Another provider's failed row (a Telegram update
+# the bot could not read or act on) is a record: set back to pending, a drain would take it
+# for a WhatsApp event.
+DRAINED_PROVIDER = "whatsapp"
 
 
 def insert_events(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
@@ -101,9 +105,11 @@ def list_failed_events(session: Session, *, limit: int = 500) -> list[InboundEve
 
 
 def retry_events(session: Session, *, event_ids: Sequence[int] | None = None) -> list[int]:
-    """Puts failed events (these ids, or all of them) back to pending for dispatch; returns
-    the ids that were reset."""
-    query = select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED)
+    """Puts failed WhatsApp events (these ids, or all of them) back to pending for dispatch;
+    returns the ids that were reset. Other providers' events stay failed (see
+    `list_unretryable_events`)."""
+    query = select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED,
+                                          InboundEvent.provider == DRAINED_PROVIDER)
     if event_ids is not None:
         query = query.where(InboundEvent.id.in_(list(event_ids)))
     ids = list(session.scalars(query))
@@ -114,6 +120,17 @@ def retry_events(session: Session, *, event_ids: Sequence[int] | None = None) ->
             .values(status=EventStatus.PENDING, attempts=0, dispatched_at=None, claimed_by=None)
         )
     return ids
+
+
+def list_unretryable_events(session: Session, *, event_ids: Sequence[int] | None = None
+                            ) -> list[InboundEvent]:
+    """Failed events (among these ids, or all) that `retry_events` leaves failed because no
+    drain processes their provider, oldest first."""
+    query = select(InboundEvent).where(InboundEvent.status == EventStatus.FAILED,
+                                       InboundEvent.provider != DRAINED_PROVIDER)
+    if event_ids is not None:
+        query = query.where(InboundEvent.id.in_(list(event_ids)))
+    return list(session.scalars(query.order_by(InboundEvent.id)))
 
 
 def record_command_delivery(

@@ -12,7 +12,7 @@ from bot.cli.support import JsonFlag, load_settings, print_json
 from bot.core.bootstrap import build_services, open_database
 from bot.core.logs import configure_logging
 from bot.core.settings import ConfigError
-from store.inbound import list_failed_events, retry_events
+from store.inbound import list_failed_events, list_unretryable_events, retry_events
 
 db_app = typer.Typer(help="Database schema.")
 events_app = typer.Typer(help="Raw inbound events that could not be processed.")
@@ -115,8 +115,8 @@ def events_failed(as_json: JsonFlag = False) -> None:
         return
     for row in rows:
         typer.echo(
-            f"{row['id']:>6}  {row['received_at']:%Y-%m-%d %H:%M:%S}  {row['kind']:<8} "
-            f"attempts={row['attempts']}  {row['error'] or ''}"
+            f"{row['id']:>6}  {row['received_at']:%Y-%m-%d %H:%M:%S}  {row['provider']:<8} "
+            f"{row['kind']:<10} attempts={row['attempts']}  {row['error'] or ''}"
         )
     if not rows:
         typer.echo("no failed events")
@@ -134,13 +134,26 @@ def events_retry(
     from bot.worker.drains import request_drain
 
     services = _services()
+    event_ids = None if all_ else [event_id]
     with services.db.transaction() as session:
-        count = len(retry_events(session, event_ids=None if all_ else [event_id]))
+        count = len(retry_events(session, event_ids=event_ids))
+        unretryable = list_unretryable_events(session, event_ids=event_ids)
+        kept = [(e.provider, e.id) for e in unretryable]
     request_drain(services)
     services.close()
+    _say_not_retried(kept)
     typer.echo(f"{count} event(s) queued again")
     if event_id is not None and not count:
         raise typer.Exit(1)
+
+
+def _say_not_retried(kept: list[tuple[str, int]]) -> None:
+    """One line per provider whose failed events `retry_events` left failed."""
+    for provider in sorted({p for p, _ in kept}):
+        ids = ", ".join(str(i) for p, i in kept if p == provider)
+        typer.echo(f"opsbot: cannot retry {provider} updates: only WhatsApp events are "
+                   f"processed again, and an agent's command or button is not replayed later "
+                   f"(the agent sends it again); still failed: {ids}", err=True)
 
 
 @jobs_app.command("failed")

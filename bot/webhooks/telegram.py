@@ -1,23 +1,34 @@
 """`POST /telegram/webhook`: `/<verb> …` commands and inline-keyboard buttons.
 
 The body is read with a limit (413); the `X-Telegram-Bot-Api-Secret-Token` header must match
-`TELEGRAM_WEBHOOK_SECRET` (else 403); a body that is not a JSON Update gets 400. The update is
-fed to a python-telegram-bot `Application` (no updater) that runs with the web app. An
-`update_id` is recorded once in the database: a redelivered update does nothing.
+`TELEGRAM_WEBHOOK_SECRET` (else 403, nothing stored). The update is fed to a
+python-telegram-bot `Application` (no updater) that runs with the web app. An `update_id` is
+recorded once in the database: a redelivered update does nothing.
+
+An update python-telegram-bot cannot read, or one the bot fails on, is kept as one FAILED
+`inbound_events` row with its reason (listed by `opsbot events failed`) and answered 200, as
+WhatsApp's unreadable bodies are: Telegram would otherwise redeliver it for hours, and then
+drop it. A database that cannot store it, or that failed the command, gets 503: Telegram
+delivers it again later (a command that did commit is not run twice).
 
 Commands and buttons act only in a private chat with the bot: a group sees no task data, only
 a pointer to the private chat. An edited message never runs a command (an edit of `/reply …`
 would otherwise send the customer a second reply).
 """
 
+import asyncio
+import hashlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from telegram import Bot, Message, Update
 from telegram.constants import ChatType
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
@@ -34,8 +45,16 @@ from notifiers.telegram import (
     fit_text,
     parse_callback_data,
 )
+from store.db import Database, is_unavailable
+from store.errors import describe_error
+from store.inbound import insert_events
+from store.models import EventStatus
 
 PATH = "/telegram/webhook"
+PROVIDER = "telegram"
+UNREADABLE = "unreadable"  # kind of a failed event python-telegram-bot could not read
+UNHANDLED = "update"  # kind of a failed event the bot raised on
+CANNOT_STORE = "cannot store right now; retry"
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 # New messages only (edits never run a command), and where: a private chat or a group.
 NEW_COMMAND = filters.COMMAND & filters.UpdateType.MESSAGE
@@ -43,6 +62,11 @@ IN_PRIVATE = filters.ChatType.PRIVATE
 IN_GROUP = filters.ChatType.GROUPS
 PRIVATE_ONLY = "Commands work only in a private chat with me: https://t.me/{username}"
 BUTTONS_PRIVATE_ONLY = "Buttons work only in a private chat with me."
+REASON_LIMIT = 500
+log = logging.getLogger(__name__)
+# The errors of the update this request feeds: PTB hands a handler's error to `on_error`
+# (awaited in the request's own task) and never to the caller of `process_update`.
+_handler_errors: ContextVar[list[Exception]] = ContextVar("telegram_handler_errors")
 
 
 def build_router() -> APIRouter:
@@ -65,6 +89,7 @@ def build_application(settings: Settings) -> Application:
     application.add_handler(MessageHandler(NEW_COMMAND & IN_PRIVATE, on_command))
     application.add_handler(MessageHandler(NEW_COMMAND & IN_GROUP, on_group_command))
     application.add_handler(CallbackQueryHandler(on_button))
+    application.add_error_handler(on_error)
     return application
 
 
@@ -84,7 +109,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def receive(request: Request) -> Response:
-    """413 (too large), 403 (secret), 400 (not an Update), else the handlers run; 200."""
+    """413 (too large), 403 (secret); else 200 once the handlers ran or the update is kept as
+    a failed event; 503 when the database could not do either."""
     try:
         raw = await read_body(request, tunables.TELEGRAM_MAX_BODY)
     except BodyRefused as exc:
@@ -92,11 +118,73 @@ async def receive(request: Request) -> Response:
     if not _secret_ok(request):
         return JSONResponse({"error": f"missing or wrong {SECRET_HEADER}"}, status_code=403)
     application: Application = request.app.state.telegram
-    update = parse_update(raw, application.bot)
-    if update is None:
-        return JSONResponse({"error": "the body is not a Telegram Update"}, status_code=400)
-    await application.process_update(update)
-    return JSONResponse({"ok": True})
+    db: Database = request.app.state.services.db
+    try:
+        update = read_update(raw, application.bot)
+    except UnreadableUpdate as exc:
+        return await _keep_failed(db, failed_row(raw, exc.update_id, UNREADABLE, str(exc)))
+    error = await _process(application, update)
+    if error is None:
+        return JSONResponse({"ok": True})
+    if is_unavailable(error):
+        log.warning("telegram: update %s answered 503 (%s)", update.update_id,
+                    describe_error(error))
+        return JSONResponse({"error": CANNOT_STORE}, status_code=503)
+    # A database error's traceback quotes the rows (customers' data): its one line is enough.
+    log.error("telegram: the bot failed on update %s", update.update_id,
+              exc_info=None if isinstance(error, DBAPIError) else error)
+    reason = f"the bot failed on this update: {_one_line(describe_error(error))}"
+    return await _keep_failed(db, failed_row(raw, update.update_id, UNHANDLED, reason))
+
+
+async def _process(application: Application, update: Update) -> Exception | None:
+    """Runs the handlers on `update`; the first error one of them raised, if any."""
+    errors: list[Exception] = []
+    token = _handler_errors.set(errors)
+    try:
+        await application.process_update(update)
+    finally:
+        _handler_errors.reset(token)
+    return errors[0] if errors else None
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """PTB's error handler: hands a handler's error to the request that fed the update."""
+    errors = _handler_errors.get(None)
+    if errors is not None and context.error is not None:
+        errors.append(context.error)
+    else:  # not from a request (PTB's own tasks): only the log can tell
+        log.error("telegram: the bot failed outside a request", exc_info=context.error)
+
+
+async def _keep_failed(db: Database, row: dict) -> Response:
+    """Commits `row` (a failed event) and answers 200; 503 when the database cannot."""
+    try:
+        await asyncio.to_thread(_insert, db, row)
+    except Exception as exc:  # one line: a database error's traceback quotes the row
+        log.error("telegram: an update was answered 503 (%s)", describe_error(exc))
+        return JSONResponse({"error": CANNOT_STORE}, status_code=503)
+    log.warning("telegram: update %s kept as a failed event: %s", row["provider_event_id"],
+                row["error"])
+    return JSONResponse({"ok": True, "failed": row["error"]})
+
+
+def _insert(db: Database, row: dict) -> None:
+    with db.transaction() as session:
+        insert_events(session, rows=[row])  # a copy already stored is skipped
+
+
+def failed_row(raw: bytes, update_id: int | None, kind: str, reason: str) -> dict:
+    """The FAILED inbound_events row of `raw`, keyed by its `update_id` when readable (as a
+    command's delivery is), else by the body's digest."""
+    key = str(update_id) if update_id is not None else body_digest(raw)
+    return {"provider": PROVIDER, "provider_event_id": key, "kind": kind,
+            "contact_key": None, "occurred_at": None, "raw_body": raw,
+            "status": EventStatus.FAILED, "error": reason}
+
+
+def body_digest(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _secret_ok(request: Request) -> bool:
@@ -105,19 +193,45 @@ def _secret_ok(request: Request) -> bool:
     return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
 
 
-def parse_update(raw: bytes, bot: Bot) -> Update | None:
-    """The Update in `raw`; None when it is not UTF-8 JSON, not an object with an integer
-    `update_id`, or a field does not have Telegram's shape."""
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    if not isinstance(data, dict) or type(data.get("update_id")) is not int:
-        return None
+class UnreadableUpdate(Exception):
+    """The body is not an Update we can read; `str()` is the reason (one line) and
+    `update_id` the body's, when it has an integer one."""
+
+    def __init__(self, reason: str, update_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.update_id = update_id
+
+
+def read_update(raw: bytes, bot: Bot) -> Update:
+    """The Update in `raw`. Raises UnreadableUpdate when it is not UTF-8 JSON, not an object
+    with an integer `update_id`, or python-telegram-bot cannot read a field."""
+    data = _json_object(raw)
+    update_id = data.get("update_id")
+    if type(update_id) is not int:
+        raise UnreadableUpdate("no integer update_id")
     try:
         return Update.de_json(data, bot)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return None
+    except Exception as exc:  # PTB fails on unexpected shapes in many, undocumented ways
+        reason = f"python-telegram-bot cannot read it: {_one_line(describe_error(exc))}"
+        raise UnreadableUpdate(reason, update_id) from None
+
+
+def _json_object(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UnreadableUpdate("not UTF-8 text") from None
+    except RecursionError:
+        raise UnreadableUpdate("JSON nested too deeply to read") from None
+    except ValueError as exc:
+        raise UnreadableUpdate(f"not JSON: {_one_line(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise UnreadableUpdate("not a JSON object")
+    return data
+
+
+def _one_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:REASON_LIMIT]
 
 
 async def on_group_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
