@@ -27,6 +27,8 @@ class NotificationKind(StrEnum):
     DIGEST = "digest"  # your open tasks
     CARD_UPDATE = "card_update"  # edits a card already delivered (not built here)
     CUSTOMER_REFUSED = "customer_refused"  # WhatsApp refused a message to the customer for good
+    LATE_SUMMARY = "late_summary"  # the team's tasks that arrived late: to the supervisor
+    WHATSAPP_ERROR = "whatsapp_error"  # Meta reported an account-level error: to the admins
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,21 @@ def build_notification(
     task: Task | None,
     details: dict[str, Any] | None = None,
 ) -> Notification:
-    """The notification of `kind` about `task` (None only for a digest).
+    """The notification of `kind` about `task` (None for a digest, a late summary or a
+    WhatsApp error).
 
     `details` adds context: text (follow-up message), percent/deadline (reminder), step
-    (breach), agent (reassigned to), tasks (digest: list of task dicts). Raises ValueError for
-    an unknown kind.
+    (breach), agent (reassigned to), tasks (digest: list of task dicts), refs/team/
+    oldest_seconds (late summary). Raises ValueError for an unknown kind.
     """
     kind = NotificationKind(kind)
     details = details or {}
     if kind is NotificationKind.DIGEST:
         return _digest(details)
+    if kind is NotificationKind.LATE_SUMMARY:
+        return _late_summary(details)
+    if kind is NotificationKind.WHATSAPP_ERROR:
+        return _whatsapp_error(details)
     if task is None:
         raise ValueError(f"a {kind.value} notification needs a task")
     title = _TITLES[kind].format(ref=task.ref, title=task.title)
@@ -153,6 +160,8 @@ def task_fields(task: Task, config: RulesConfig) -> tuple[tuple[str, str], ...]:
         pairs.append(("First response due", local_time(task.first_response_due, config)))
     elif task.resolution_due:
         pairs.append(("Resolution due", local_time(task.resolution_due, config)))
+    if task.late_summary_at is not None:
+        pairs.append(("SLA", "breached: arrived late"))
     return tuple(pairs)
 
 
@@ -181,6 +190,43 @@ def _digest(details: dict[str, Any]) -> Notification:
         f"Your open tasks ({len(tasks)})",
         text="\n".join(lines) or "Nothing open. Well done!",
     )
+
+
+LATE_REFS_SHOWN = 50  # a summary names this many tasks, then counts the rest
+
+
+def _late_summary(details: dict[str, Any]) -> Notification:
+    refs = [str(ref) for ref in details.get("refs") or ()]
+    shown = ", ".join(refs[:LATE_REFS_SHOWN])
+    if len(refs) > LATE_REFS_SHOWN:
+        shown += f" and {len(refs) - LATE_REFS_SHOWN} more"
+    noun = "message" if len(refs) == 1 else "messages"
+    title = f"{len(refs)} {noun} arrived late"
+    if details.get("oldest_seconds") is not None:
+        title += f" (oldest sent {_ago(float(details['oldest_seconds']))} ago)"
+    team = f"Team {details['team']}: " if details.get("team") else ""
+    text = (f"{team}{shown}. Their deadlines had passed before they reached us: each counts "
+            "as an SLA breach (arrived late) and was routed as usual, without escalations.")
+    return Notification(NotificationKind.LATE_SUMMARY.value, title, text=text)
+
+
+def _whatsapp_error(details: dict[str, Any]) -> Notification:
+    title = f"WhatsApp reported error {details.get('code')}: {details.get('title') or ''}"
+    text = (f"{details.get('details') or ''}\nCustomers' messages or our replies may be "
+            "delayed or lost while it lasts; see `opsbot report` and Meta's error codes.").strip()
+    return Notification(NotificationKind.WHATSAPP_ERROR.value, title.strip(), text=text)
+
+
+_AGO_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+def _ago(seconds: float) -> str:
+    """`seconds` as people say it: `2 days`, `1 hour`, `5 minutes`, `seconds`."""
+    for unit, size in _AGO_UNITS:
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}" + ("s" if count > 1 else "")
+    return "seconds"
 
 
 def with_outcome(card: Notification, *, line: str, status: str) -> Notification:

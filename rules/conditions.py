@@ -92,6 +92,21 @@ class CampaignCondition(StrictModel):
     button_payload: str | None = None
 
 
+class FlowCondition(StrictModel):
+    """Answers to a WhatsApp Flow: `name` is the flow's name (its token up to the first ":",
+    e.g. `csat` for a token `csat:T-12`); `fields` maps a field to the value or values it
+    must have (`true`: answered at all). Several keys mean AND."""
+
+    name: str | None = None
+    fields: dict[str, bool | str | int | float | tuple[str | int | float, ...]] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> FlowCondition:
+        if self.name is None and not self.fields:
+            raise ValueError("give a flow `name`, `fields`, or both")
+        return self
+
+
 class Condition(StrictModel):
     """One `when:` mapping; several keys mean AND, and `all/any/not` nest."""
 
@@ -102,6 +117,7 @@ class Condition(StrictModel):
     history: HistoryCondition | None = None
     business_hours: BusinessWindow | None = None
     campaign: CampaignCondition | None = None
+    flow: FlowCondition | None = None
     language: tuple[str, ...] | None = None
     all_: tuple[Condition, ...] | None = Field(default=None, alias="all")
     any_: tuple[Condition, ...] | None = Field(default=None, alias="any")

@@ -45,6 +45,7 @@ class MessageType(StrEnum):
     button = "button"
     reaction = "reaction"
     order = "order"
+    flow = "flow"  # a completed WhatsApp Flow (a form): its answers are `flow_fields`
     unsupported = "unsupported"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from rules.enums import MessageType
 
@@ -10,13 +12,17 @@ from rules.enums import MessageType
 @dataclass(frozen=True)
 class MessageFacts:
     """The message itself. `referral` is the ad id or headline of a click-to-WhatsApp ad;
-    `button_payload` is a template quick-reply payload or an interactive reply id."""
+    `button_payload` is a template quick-reply payload or an interactive reply id; a
+    completed WhatsApp Flow has a `flow_name` (its token up to the first ":") and the
+    answers of its form (`flow_fields`)."""
 
     text: str
     type: MessageType = MessageType.text
     language: str | None = None
     referral: str | None = None
     button_payload: str | None = None
+    flow_name: str | None = None
+    flow_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

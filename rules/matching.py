@@ -12,6 +12,7 @@ from rules.calendar import is_business_time
 from rules.conditions import (
     CampaignCondition,
     Condition,
+    FlowCondition,
     HistoryCondition,
     KeywordSet,
     NumberRange,
@@ -270,6 +271,42 @@ def _campaign(cond: CampaignCondition) -> Matcher:
     return test
 
 
+def _flow(cond: FlowCondition) -> Matcher:
+    name = cond.name.casefold() if cond.name else None
+    wanted = {key: _wanted(value) for key, value in (cond.fields or {}).items()}
+
+    def test(ctx: MatchContext) -> Reasons | None:
+        got_name, answers = ctx.message.flow_name, ctx.message.flow_fields
+        if got_name is None and not answers:
+            return None
+        reasons: Reasons = ()
+        if name is not None:
+            if not (got_name and got_name.casefold() == name):
+                return None
+            reasons += (f"flow {got_name!r}",)
+        for key, values in wanted.items():
+            answer = answers.get(key)
+            if answer is None or answer == "" or answer == [] or (
+                    values is not None and _answer_key(answer) not in values):
+                return None
+            reasons += (f"flow field {key} = {answer!r}",)
+        return reasons
+
+    return test
+
+
+def _wanted(value: object) -> frozenset[str] | None:
+    """The answers a flow field condition accepts (None: any answer)."""
+    if value is True:
+        return None
+    values = value if isinstance(value, tuple) else (value,)
+    return frozenset(_answer_key(v) for v in values)
+
+
+def _answer_key(value: object) -> str:
+    return str(value).casefold()
+
+
 def _all(conds: tuple[Condition, ...]) -> Matcher:
     return _combine_all([compile_condition(c) for c in conds])
 
@@ -308,6 +345,7 @@ _COMPILERS: dict[str, Callable[[object], Matcher]] = {
     "customer_status": _statuses,
     "language": _languages,
     "campaign": _campaign,
+    "flow": _flow,
     "history": _history,
     "keywords": _keywords,
     "regex": _regex,

@@ -13,6 +13,7 @@ from rules.config import RulesConfig, SlaPolicy
 from rules.enums import DeadlineKind, Priority
 
 UNACCEPTED = "unaccepted"
+LATE_SUMMARY = "late_summary"  # the team's summary of the tasks that arrived late
 DEADLINES = ("first_response", "resolution")
 _REMIND = "remind"
 # compute_deadlines shows the reminders a new task gets once someone holds it; reminders
@@ -22,7 +23,8 @@ _PREVIEW_ASSIGNEE = "assignee"
 
 @dataclass(frozen=True)
 class Timer:
-    """One planned timer: `kind` is unaccepted, remind-<deadline>-<percent> or breach-<deadline>."""
+    """One planned timer: `kind` is unaccepted, remind-<deadline>-<percent>, breach-<deadline>
+    or late_summary."""
 
     kind: str
     at: datetime
@@ -41,6 +43,7 @@ class SlaClock:
     first_response_due: datetime | None = None
     first_response_at: datetime | None = None
     resolution_due: datetime | None = None
+    late_summary_at: datetime | None = None  # arrived late: when its team's summary goes out
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,12 @@ def policy_for(config: RulesConfig, *, sla_policy: str | None,
 
 def plan_timers(config: RulesConfig, clock: SlaClock, *, now: datetime) -> list[Timer]:
     """Return the timers that apply to the task now: the unaccepted offer, then per deadline
-    still to meet its reminders (only with an assignee) and its breach; none unless the clock
-    runs. A reminder is dropped once the next milestone of its deadline has passed `now` too,
-    so a late plan sends at most the latest reminder; breaches are always kept (they run once).
+    still to meet its reminders (only with an assignee) and its breach, then the late
+    summary of a task that arrived late; none unless the clock runs. A reminder is dropped
+    once the next milestone of its deadline has passed `now` too, so a late plan sends at
+    most the latest reminder; breaches are always kept (they run once). A deadline missed
+    before the task was created (`missed_at_creation`) gets no timer: it is reported once,
+    by the late summary, instead of escalating a backlog all at once.
     """
     if not clock.running:
         return []
@@ -95,8 +101,26 @@ def plan_timers(config: RulesConfig, clock: SlaClock, *, now: datetime) -> list[
     if clock.offered_at is not None:
         timers.append(Timer(UNACCEPTED, clock.offered_at + config.escalation.unaccepted_after))
     for deadline, due in _pending_dues(clock):
-        timers.extend(_deadline_timers(config, clock, deadline, due, now=now))
+        if not _missed_at_creation(due, clock.created_at):
+            timers.extend(_deadline_timers(config, clock, deadline, due, now=now))
+    if clock.late_summary_at is not None:
+        timers.append(Timer(LATE_SUMMARY, clock.late_summary_at))
     return timers
+
+
+def missed_at_creation(created_at: datetime, *, first_response_due: datetime | None,
+                       resolution_due: datetime | None) -> dict[str, datetime]:
+    """Return the deadlines already past when the task was created at `created_at` (its
+    message reached us too late: Meta redelivers for days after an outage), each with its
+    due instant; empty for a task on time. `plan_timers` plans nothing for these deadlines
+    and `push_due_times` leaves them where they are: they stay breached."""
+    dues = zip(DEADLINES, (first_response_due, resolution_due), strict=True)
+    return {deadline: due for deadline, due in dues
+            if due is not None and _missed_at_creation(due, created_at)}
+
+
+def _missed_at_creation(due: datetime, created_at: datetime) -> bool:
+    return due < created_at
 
 
 def _pending_dues(clock: SlaClock) -> list[tuple[str, datetime]]:
@@ -143,22 +167,23 @@ def push_due_times(config: RulesConfig, clock: SlaClock, *, since: datetime,
                    until: datetime) -> PushedDues:
     """Return the clock's due times pushed forward by the pause from `since` to `until`, and
     the pause: business time for business-hours policies, elapsed time otherwise (zero when
-    until <= since). Raises ValueError for naive datetimes."""
+    until <= since); a due time missed at creation is not moved. Raises ValueError for naive
+    datetimes."""
     since, until = as_utc(since), as_utc(until)
     business = _counts_business_time(config, clock)
     if business:
         paused = business_time_between(config.calendar, since, until)
     else:
         paused = max(until - since, timedelta(0))
-    first, resolution = (_pushed(config, due, paused, business=business)
+    first, resolution = (_pushed(config, clock, due, paused, business=business)
                          for due in (clock.first_response_due, clock.resolution_due))
     return PushedDues(first, resolution, paused)
 
 
-def _pushed(config: RulesConfig, due: datetime | None, paused: timedelta, *,
+def _pushed(config: RulesConfig, clock: SlaClock, due: datetime | None, paused: timedelta, *,
             business: bool) -> datetime | None:
-    if due is None:
-        return None
+    if due is None or _missed_at_creation(due, clock.created_at):
+        return due
     return add_business_time(config.calendar, due, paused, business_hours=business)
 
 

@@ -57,9 +57,29 @@ def _find_query(*keys: str) -> Select:
     return query.order_by(Contact.id).limit(1).with_for_update()
 
 
-def note_inbound(contact: Contact, *, at: datetime) -> None:
-    """Moves the customer-service window (24 h from the last inbound message) forward."""
+def change_number(session: Session, *, contact: Contact, wa_id: str | None,
+                  user_id: str | None) -> Contact | None:
+    """Gives `contact` the new number (and BSUID) the customer moved to. Returns the other
+    contact that already holds that number or BSUID (then nothing changes), else None."""
+    keys = {"wa_id": wa_id} if wa_id else {}
+    keys |= {"user_id": user_id} if user_id else {}
+    if not keys:
+        return None
+    holder = _find(session, wa_id=wa_id, user_id=user_id)
+    if holder is not None and holder.id != contact.id:
+        return holder
+    for key, value in keys.items():
+        setattr(contact, key, value)
+    if wa_id:
+        contact.phone = wa_id
+    return None
+
+
+def note_inbound(contact: Contact, *, at: datetime, phone_id: str | None = None) -> None:
+    """Moves the customer-service window (24 h from the last inbound message) forward; the
+    latest message's business number (`phone_id`) is the one replies go out from."""
     if contact.last_inbound_at is None or at > contact.last_inbound_at:
         contact.last_inbound_at = at
+        contact.business_phone_id = phone_id or contact.business_phone_id
     if contact.last_seen_at is None or at > contact.last_seen_at:
         contact.last_seen_at = at

@@ -26,9 +26,15 @@ class Audit(StrEnum):
     ESCALATED = "escalated"  # details: step (notify_supervisor|reassign|raise_priority)
     OFFER_EXPIRED = "offer_expired"  # not accepted within unaccepted_after
     SLA_RESUMED = "sla_resumed"  # the customer answered: due times pushed by the pause
+    ARRIVED_LATE = "arrived_late"  # a deadline had passed before the message reached us;
+    # details: reason, sent_at, received_at, missed (deadline -> due), summary_at
     DELIVERY_FAILED = "delivery_failed"
     RATED = "rated"  # details: rating (1-5)
     DENIED = "denied"  # an unknown user or a refused command
+    MESSAGE_EDITED = "message_edited"  # details: message_id, text, previous
+    MESSAGE_DELETED = "message_deleted"  # the customer deleted a message: details: message_id
+    CONTACT_CHANGED = "contact_changed"  # a new number: details: old_wa_id, new_wa_id
+    WHATSAPP_ERROR = "whatsapp_error"  # no task: Meta reported an error (code, title, details)
 
 
 def record_event(

@@ -89,6 +89,9 @@ class Contact(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_inbound_at: Mapped[datetime | None]
+    # The business's WhatsApp number (phone_number_id) the customer last wrote to: replies go
+    # out from it.
+    business_phone_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class AgentState(Base):
@@ -103,6 +106,7 @@ class AgentState(Base):
 
 
 TIMERS_TO_SCHEDULE = "scheduled_generation IS NULL OR scheduled_generation != timer_generation"
+ARRIVED_LATE = "late_summary_at IS NOT NULL"
 
 
 class Task(Base):
@@ -112,6 +116,9 @@ class Task(Base):
         # the few tasks whose timers are still to schedule (drains look every time)
         Index("ix_tasks_timers_to_schedule", "id", sqlite_where=text(TIMERS_TO_SCHEDULE),
               postgresql_where=text(TIMERS_TO_SCHEDULE)),
+        # the few tasks that arrived late, gathered per team for one summary
+        Index("ix_tasks_late_summary_at", "late_summary_at", sqlite_where=text(ARRIVED_LATE),
+              postgresql_where=text(ARRIVED_LATE)),
         {"sqlite_autoincrement": True},  # numbers are never reused, even after a delete
     )
 
@@ -138,6 +145,9 @@ class Task(Base):
     # The generation whose timers are in the RQ schedule; behind timer_generation = to do.
     scheduled_generation: Mapped[int | None] = mapped_column(Integer)
     rating: Mapped[int | None]
+    # Set when the task arrived late (a deadline had passed before its message reached us):
+    # when its team's summary of late arrivals goes out (bot.usecases.lateness).
+    late_summary_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     assigned_at: Mapped[datetime | None]

@@ -1,6 +1,7 @@
 """The notification outbox: what must reach an agent or a customer, delivered by workers."""
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -74,6 +75,13 @@ def queue_customer_message(
         contact_id=contact.id,
         new_key=True,
     )
+
+
+def queued_since(session: Session, *, key_prefix: str, since: datetime) -> bool:
+    """Whether a row whose dedupe key starts with `key_prefix` was queued after `since`."""
+    query = select(OutboxMessage.id).where(OutboxMessage.dedupe_key.startswith(key_prefix),
+                                           OutboxMessage.created_at > since).limit(1)
+    return session.scalar(query) is not None
 
 
 def _queued(session: Session, dedupe_key: str) -> bool:

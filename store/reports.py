@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from store.events import Audit
@@ -108,6 +108,11 @@ class Alerts:
     escalations: int
     escalations_by_step: dict[str, int]
     offers_expired: int
+    # tasks born late (their message came after a deadline): breached from the start, with no
+    # reminders or escalations for the deadlines they missed
+    arrived_late: int = 0
+    # errors Meta reported about the account or a number (webhook-level `errors`), by code
+    whatsapp_errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,8 @@ def _alerts(in_window: Sequence[EventRow]) -> Alerts:
         escalations=sum(escalations.values()),
         escalations_by_step=_by_count(escalations),
         offers_expired=sum(1 for e in in_window if e.action == Audit.OFFER_EXPIRED),
+        arrived_late=sum(1 for e in in_window if e.action == Audit.ARRIVED_LATE),
+        whatsapp_errors=_by_count(detail_counts(Audit.WHATSAPP_ERROR, "code")),
     )
 
 
@@ -375,7 +382,8 @@ def load_report_rows(
     session: Session, *, since: datetime, until: datetime
 ) -> tuple[list[TaskRow], list[EventRow]]:
     """The rows `compute_report` needs: tasks created in the window, open now or touched in
-    the window, and all their events up to `until` (earlier ones too, to replay state)."""
+    the window, and all their events up to `until` (earlier ones too, to replay state), with
+    the window's WhatsApp errors (events of no task)."""
     touched = select(TaskEvent.task_id).where(TaskEvent.at >= since, TaskEvent.task_id.is_not(None))
     relevant = or_(
         Task.status.in_(list(OPEN_STATUSES)), Task.created_at >= since, Task.id.in_(touched)
@@ -385,7 +393,10 @@ def load_report_rows(
     ]
     query = (
         select(*_EVENT_COLUMNS)
-        .where(TaskEvent.task_id.in_(select(Task.id).where(relevant)), TaskEvent.at <= until)
+        .where(or_(TaskEvent.task_id.in_(select(Task.id).where(relevant)),
+                   and_(TaskEvent.task_id.is_(None), TaskEvent.action == Audit.WHATSAPP_ERROR,
+                        TaskEvent.at >= since)),
+               TaskEvent.at <= until)
         .order_by(TaskEvent.at, TaskEvent.id)
     )
     events = [EventRow(**row._mapping) for row in session.execute(query)]

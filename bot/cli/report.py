@@ -181,6 +181,9 @@ def _alerts_section(report: Report) -> str:
         ["Reminders sent", str(alerts.reminders), _breakdown(alerts.reminders_by_kind)],
         ["Escalations", str(alerts.escalations), _breakdown(alerts.escalations_by_step)],
         ["Offers expired", str(alerts.offers_expired), ""],
+        ["Arrived late", str(alerts.arrived_late), ""],
+        ["WhatsApp errors", str(sum(alerts.whatsapp_errors.values())),
+         _breakdown(alerts.whatsapp_errors)],
     ]
     return _table(rows, "lrl")
 

@@ -41,7 +41,7 @@ def build_whatsapp_sender(settings: Settings) -> WhatsAppSender | None:
     """The customers' channel (None when WhatsApp is off)."""
     if not settings.whatsapp_enabled:
         return None
-    return WhatsAppSender(phone_id=settings.whatsapp_phone_id or "",
+    return WhatsAppSender(phone_id=settings.whatsapp_phone_ids[0],
                           token=reveal(settings.whatsapp_token),
                           api_base_url=settings.whatsapp_api_base_url)
 

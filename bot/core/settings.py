@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rules_path: Path = Path("rules.yaml")
 
-    whatsapp_phone_id: str | None = None
+    whatsapp_phone_id: str | None = None  # one number id, or several separated by commas
     whatsapp_token: SecretStr | None = None
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     @property
     def whatsapp_enabled(self) -> bool:
         return bool(self.whatsapp_token)
+
+    @property
+    def whatsapp_phone_ids(self) -> tuple[str, ...]:
+        """The business's WhatsApp numbers (`WHATSAPP_PHONE_ID`: ids separated by commas);
+        the first is the one a message goes out from when no conversation names one."""
+        return tuple(filter(None, (part.strip() for part in
+                                   (self.whatsapp_phone_id or "").split(","))))
 
     @property
     def slack_enabled(self) -> bool:

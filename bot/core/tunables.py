@@ -25,6 +25,12 @@ TIMER_BATCH = 500  # tasks whose timers are scheduled per step (three Redis roun
 # --- Event processing (bot.usecases.messages) ------------------------------------------------
 CONFLICT_RETRIES = 3  # a task changed at the same moment (or a deadlock): redo the event
 
+# --- Late arrivals (bot.usecases.lateness) -------------------------------------------------
+# Meta redelivers for days after an outage: the backlog comes in within a minute or two, each
+# task already late. The first late task of a team opens a window; the late tasks of that team
+# that arrive during it are listed on ONE summary card to the supervisor when it ends.
+LATE_SUMMARY = timedelta(minutes=2)
+
 # --- Delivery (bot.usecases.delivery) -------------------------------------------------------
 BACKOFF = (0.25, 0.5, 1.0)  # seconds between quick retries inside one job run
 MAX_WAIT = 5.0  # a Retry-After up to this is waited out in the job; longer is rescheduled
@@ -74,3 +80,7 @@ WORKER_REDIS_MARGIN = 10.0  # seconds a worker's client waits for an answer beyo
 # wait for a job (WORKER_TTL - 15 s), which answers only that late when the queue is empty
 REDIS_HEALTH_CHECK_INTERVAL = 30  # seconds idle after which a connection is PINGed before use,
 # so that one closed by Redis' `timeout` or a load balancer fails there, not on a command
+
+# --- Meta's webhook-level errors (bot.usecases.platform) --------------------------------------
+PLATFORM_ERROR_CARD_EVERY = timedelta(hours=1)  # admins hear of an error code at most this
+# often: a rate limit (130429) is reported on every webhook while it lasts

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.usecases.assignment import assign_task, notify_agent
+from bot.usecases.lateness import check_arrival, mark_arrived_late
 from bot.whatsapp.parsing import DeliveryStatus, InboundMessage
 from notifiers.texts import echo, fit_whatsapp
 from rules import (
@@ -61,7 +62,7 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
         return MessageOutcome.DUPLICATE
     decision = evaluate(config, message=message.facts(), contact=_contact_facts(contact),
                         history=history, now=message.at)
-    note_inbound(contact, at=message.at)
+    note_inbound(contact, at=message.at, phone_id=message.phone_id)
     contact.language = contact.language or decision.language
     if tasks.open is not None:
         _thread(session, config, tasks.open, stored, contact, now)
@@ -165,6 +166,8 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
     start = min(message.at, now)
     first_due, resolution_due = due_times(config, priority=decision.priority, start=start,
                                           sla=decision.sla)
+    late = check_arrival(session, team=decision.team, sent_at=message.at, now=now,
+                         first_response_due=first_due, resolution_due=resolution_due)
     rules = [{"rule": m.name, "reasons": list(m.reasons)} for m in decision.matched]
     task = create_task(
         session, title=decision.title, category=decision.category,
@@ -174,7 +177,10 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
         stage=decision.stage, rule=decision.matched[0].name if decision.matched else None,
         language=decision.language or contact.language or config.default_language,
         sla_policy=decision.sla, first_response_due=first_due, resolution_due=resolution_due,
+        late_summary_at=late.summary_at if late else None,
     )
+    if late is not None:  # a backlog: marked once, summarised per team, not escalated
+        mark_arrived_late(session, task=task, late=late)
     stored.task_id = task.id
     assign_task(session, config=config, task=task, now=now, new_task=True)
     _acknowledge(session, config, decision, task, contact, message)

@@ -207,6 +207,7 @@ def _agent_channel(outlets: Outlets, channel: str) -> ChannelSender:
 class _CustomerSend:
     message_id: int | None
     to: str
+    sender: str | None  # the business number the customer last wrote to (None: the default)
     text: str
     via: str  # "text" or "template"
     already_sent: str | None
@@ -241,20 +242,22 @@ def _plan(db: Database, outbox: OutboxMessage, *, now: datetime) -> _CustomerSen
         inside = contact.last_inbound_at is not None and now - contact.last_inbound_at < WINDOW
         text = (message.text if message else None) or outbox.payload.get("text", "")
         sent = message.provider_message_id if message is not None else None
-        return _CustomerSend(message_id, str(to), text, "text" if inside else "template", sent)
+        return _CustomerSend(message_id, str(to), contact.business_phone_id, text,
+                             "text" if inside else "template", sent)
 
 
 def _send_customer(outlets: Outlets, plan: _CustomerSend) -> str:
     if outlets.whatsapp is None:
         raise PermanentDeliveryError("WhatsApp is off (WHATSAPP_TOKEN is not set)")
     if plan.via == "text":
-        return outlets.whatsapp.send_text(to=plan.to, text=plan.text)
+        return outlets.whatsapp.send_text(to=plan.to, text=plan.text, sender=plan.sender)
     template = outlets.config.out_of_window_template
     if template is None:
         raise PermanentDeliveryError(
             "WhatsApp: the customer wrote more than 24 h ago and rules.yaml has no "
             "out_of_window_template to send instead")
-    return outlets.whatsapp.send_template(to=plan.to, template=template, text=plan.text)
+    return outlets.whatsapp.send_template(to=plan.to, template=template, text=plan.text,
+                                          sender=plan.sender)
 
 
 def _record_customer_send(db: Database, plan: _CustomerSend, *, wamid: str | None = None,

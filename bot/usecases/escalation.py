@@ -13,8 +13,10 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from bot.usecases.assignment import assign_task
+from bot.usecases.lateness import queue_late_summary
 from notifiers.queueing import queue_notification
 from rules import UNACCEPTED, Priority, RulesConfig, SlaClock, plan_timers, push_due_times
+from rules.sla import LATE_SUMMARY
 from store.events import Audit, list_events, list_wait_events, record_event
 from store.lifecycle import SYSTEM
 from store.models import OPEN_STATUSES, Task, TaskEvent, TaskStatus
@@ -31,6 +33,7 @@ class TimerOutcome(StrEnum):
     REMINDED = "reminded"
     ESCALATED = "escalated"
     REOFFERED = "offer expired"  # offered to the next agent (or nobody else is available)
+    SUMMARIZED = "late arrivals summarized"  # the team's summary card of tasks born late
 
 
 def sla_clock(task: Task) -> SlaClock:
@@ -41,7 +44,7 @@ def sla_clock(task: Task) -> SlaClock:
         created_at=task.created_at, priority=task.priority, sla_policy=task.sla_policy,
         running=running, offered_at=offered, assignee=task.assignee_id,
         first_response_due=task.first_response_due, first_response_at=task.first_response_at,
-        resolution_due=task.resolution_due,
+        resolution_due=task.resolution_due, late_summary_at=task.late_summary_at,
     )
 
 
@@ -96,9 +99,13 @@ def _resume(session: Session, config: RulesConfig, task: Task, waiting: TaskEven
 
 def handle_timer(session: Session, config: RulesConfig, task: Task, kind: str, at_iso: str, *,
                  now: datetime) -> TimerOutcome:
-    """Acts on a timer that still applies: remind, escalate a breach, or re-offer the task."""
+    """Acts on a timer that still applies: remind, escalate a breach, re-offer the task, or
+    summarise the team's late arrivals."""
     if kind == UNACCEPTED:
         return expire_offer(session, config, task, now=now)
+    if kind == LATE_SUMMARY:
+        queued = queue_late_summary(session, config=config, task=task, now=now)
+        return TimerOutcome.SUMMARIZED if queued else TimerOutcome.ALREADY_DONE
     action, deadline, *rest = kind.split("-")
     if action == "remind":
         return remind(session, config, task, deadline, int(rest[0]), at_iso, now=now)

@@ -22,8 +22,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bot.core import tunables
 from bot.core.jobs import event_retry_job_id
+from bot.usecases.changes import ChangeOutcome, apply_change
 from bot.usecases.conversation import MessageOutcome, apply_message, apply_status_update
-from bot.whatsapp.parsing import read_message, read_status
+from bot.usecases.platform import record_platform_errors
+from bot.whatsapp.parsing import Inbound, read_message, read_platform_errors, read_status
 from bot.whatsapp.payloads import PayloadError
 from rules import RulesConfig
 from store.claims import hand_over
@@ -47,6 +49,7 @@ class EventOutcome(StrEnum):
 
     STATUS = "status"  # a delivery status of one of our messages
     UNKNOWN_STATUS = "status of an unknown message"
+    PLATFORM_ERROR = "platform error"  # Meta's webhook-level `errors`: logged, kept, told
     SKIPPED = "skipped"  # neither a message nor a status
     ALREADY_DONE = "already done"  # not pending any more (another drain applied it)
     RETRYING = "retrying"  # failed; its retry job is scheduled
@@ -54,7 +57,7 @@ class EventOutcome(StrEnum):
     MISSING = "missing"  # no event with this id
 
 
-Outcome = MessageOutcome | EventOutcome
+Outcome = MessageOutcome | ChangeOutcome | EventOutcome
 
 
 class RetryLater(Exception):
@@ -180,16 +183,23 @@ def _is_conflict(exc: Exception) -> bool:
 def _apply(session: Session, config: RulesConfig, event: InboundEvent,
            now: datetime) -> Outcome:
     if event.kind == "message":
-        outcome = apply_message(session, config=config, message=read_message(event.raw_body),
-                                now=now)
+        message = read_message(event.raw_body, received_at=event.received_at)
+        apply = apply_message if message.kind == Inbound.REQUEST else apply_change
+        outcome = apply(session, config=config, message=message, now=now)
         mark_processed(event, now=now)
         return outcome
     if event.kind == "status":
-        found = apply_status_update(session, status=read_status(event.raw_body), now=now)
+        status = read_status(event.raw_body, received_at=event.received_at)
+        found = apply_status_update(session, status=status, now=now)
         if not found and event.attempts < 2:
             # The status may have overtaken the send that records its wamid: try again later.
             raise RetryLater("no outbound message with this id yet")
         mark_processed(event, now=now, note=None if found else "no outbound message with this id")
         return EventOutcome.STATUS if found else EventOutcome.UNKNOWN_STATUS
+    if event.kind == "error":
+        summary = record_platform_errors(session, config=config,
+                                         errors=read_platform_errors(event.raw_body), now=now)
+        mark_processed(event, now=now, note=f"WhatsApp reported: {summary}")
+        return EventOutcome.PLATFORM_ERROR
     mark_processed(event, now=now, note="neither a message nor a status: nothing to do")
     return EventOutcome.SKIPPED

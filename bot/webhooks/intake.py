@@ -11,9 +11,14 @@ keeping its order (store.db bounds how long: connect, statement and answer timeo
 skips the requests that gave up meanwhile. While it is stuck, at most INTAKE_MAX_WAITING
 requests queue; more are refused at once. Rows committed after their request gave up are
 harmless: Meta's redelivery is ignored by the unique provider id.
+
+A request whose rows the database refuses (rather than fails to answer) is stored row by row:
+a refused row is kept FAILED as its raw body alone (`refused_row`), so that only a database
+that cannot store anything answers 503.
 """
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +27,7 @@ from bot.core import tunables
 from store.db import Database, is_unavailable
 from store.errors import describe_error
 from store.inbound import insert_events
+from store.models import EventStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +117,16 @@ class IntakeWriter:
             for item in batch:  # one bad request must not fail the others
                 await self._commit([item])
             return
+        if not is_unavailable(error):  # one request whose rows the database refused
+            rows, future = batch[0]
+            try:
+                await asyncio.to_thread(self._insert_each, rows)
+            except Exception as again:
+                error = again
+            else:
+                _settle(future, None)
+                self._committed.set()
+                return
         # One line, no traceback: a database error's traceback quotes the rows it refused.
         log.error("intake: could not store %d webhook(s): %s", len(batch), describe_error(error))
         for _, future in batch:
@@ -120,6 +136,18 @@ class IntakeWriter:
         with self.db.transaction() as session:
             insert_events(session, rows=rows)
 
+    def _insert_each(self, rows: Rows) -> None:
+        """Stores `rows` one by one; a row the database refuses is stored FAILED as its raw
+        body alone, with the reason, so that one odd item never takes its webhook down."""
+        for row in rows:
+            try:
+                self._insert([row])
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                log.error("intake: the database refused an item: %s", describe_error(exc))
+                self._insert([refused_row(row, exc)])
+
     async def _after_loop(self) -> None:
         while True:
             await self._committed.wait()
@@ -128,6 +156,16 @@ class IntakeWriter:
                 await asyncio.to_thread(self.after_commit)
             except Exception:  # trouble is logged; the sweeper re-drives
                 log.exception("intake: after-commit step failed")
+
+
+def refused_row(row: dict[str, Any], error: Exception) -> dict[str, Any]:
+    """`row` reduced to what any database keeps (its raw body, keyed by its digest), FAILED
+    with the reason the database gave."""
+    raw = row["raw_body"]
+    return {"provider": row["provider"], "kind": row["kind"], "contact_key": None,
+            "provider_event_id": "sha256:" + hashlib.sha256(raw).hexdigest(),
+            "occurred_at": None, "raw_body": raw, "status": EventStatus.FAILED,
+            "error": f"the database refused this item: {describe_error(error)}"}
 
 
 def _unavailable(cause: Exception | None) -> IntakeUnavailable:

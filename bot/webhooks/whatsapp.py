@@ -8,8 +8,9 @@ so that Meta stops redelivering it. Rows the database cannot store get 503: Meta
 
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -23,6 +24,7 @@ from bot.webhooks.intake import IntakeUnavailable, IntakeWriter
 from bot.whatsapp.payloads import EventItem, PayloadError, body_digest, split_body
 from bot.worker.drains import request_drain
 from store.models import EventStatus
+from store.types import utcnow
 
 PATH = "/webhooks/whatsapp"
 PROVIDER = "whatsapp"
@@ -99,7 +101,7 @@ class ReceiveEndpoint:
         if not signature_ok(raw, headers.get("x-hub-signature-256"), secret):
             await _answer(send, 403, b'{"error":"missing or invalid X-Hub-Signature-256"}')
             return
-        rows = event_rows(raw)
+        rows = event_rows(raw, phone_ids=app.state.services.settings.whatsapp_phone_ids)
         if await _stored(app.state.whatsapp_intake, rows):
             await _answer(send, 200, b'{"stored":%d}' % len(rows))
         else:  # Meta delivers again later; a copy that was stored is ignored by its id
@@ -134,26 +136,29 @@ def signature_ok(raw: bytes, header: str | None, app_secret: str | None) -> bool
     return webhook_updates_validator(app_secret, raw, header)
 
 
-def event_rows(raw: bytes) -> list[dict]:
-    """The inbound_events rows for a signed body: one per item, or one failed row."""
+def event_rows(raw: bytes, *, phone_ids: Collection[str] = ()) -> list[dict]:
+    """The inbound_events rows for a signed body: one per item (an item that cannot be kept
+    as it is, or that was sent to a number not in `phone_ids`, is stored FAILED with its
+    reason), or one FAILED row for a body that is not a WhatsApp body."""
+    received_at = utcnow()
     try:
-        items = split_body(raw)
+        items = split_body(raw, received_at=received_at, phone_ids=phone_ids)
     except PayloadError as exc:
-        return [_row(EventItem(body_digest(raw), "unreadable", None, None, raw),
-                     status=EventStatus.FAILED, error=str(exc))]
-    return [_row(item) for item in items]
+        items = [EventItem(body_digest(raw), "unreadable", None, None, raw, str(exc))]
+    return [_row(item, received_at) for item in items]
 
 
-def _row(item: EventItem, *, status: str = EventStatus.PENDING, error: str | None = None):
+def _row(item: EventItem, received_at: datetime) -> dict:
     return {
         "provider": PROVIDER,
-        "provider_event_id": item.provider_event_id[:300],
+        "provider_event_id": item.provider_event_id,
         "kind": item.kind,
         "contact_key": item.contact_key,
         "occurred_at": item.occurred_at,
         "raw_body": item.body,
-        "status": status,
-        "error": error,
+        "received_at": received_at,
+        "status": EventStatus.FAILED if item.error else EventStatus.PENDING,
+        "error": item.error,
     }
 
 

@@ -29,15 +29,19 @@ class WhatsAppSender:
     token: str = field(repr=False)  # never in logs
     api_base_url: str | None = None
 
-    def send_text(self, *, to: str, text: str) -> str:
-        """Sends free text (inside the window); returns the wamid."""
-        return self._call(lambda wa: wa.send_message(to=to, text=text).id)
+    def send_text(self, *, to: str, text: str, sender: str | None = None) -> str:
+        """Sends free text (inside the window) from the business number `sender` (default:
+        `phone_id`); returns the wamid."""
+        return self._call(lambda wa: wa.send_message(to=to, text=text, sender=sender).id)
 
-    def send_template(self, *, to: str, template: TemplateRef, text: str) -> str:
-        """Sends `template` with `text` as its body parameter; returns the wamid."""
+    def send_template(self, *, to: str, template: TemplateRef, text: str,
+                      sender: str | None = None) -> str:
+        """Sends `template` with `text` as its body parameter from `sender` (default:
+        `phone_id`); returns the wamid."""
         language = TemplateLanguage(template.language)
         return self._call(lambda wa: wa.send_template(
-            to=to, name=template.name, language=language, params=[BodyText.params(text)]).id)
+            to=to, name=template.name, language=language, params=[BodyText.params(text)],
+            sender=sender).id)
 
     def download_media(self, media_id: str) -> tuple[bytes, str]:
         """The bytes and mime type of a customer's media (`Message.media_id`)."""

@@ -72,6 +72,20 @@ def _unsupported_text(message) -> tuple[str, dict[str, Any]]:
     return text, {"error": str(reason)} if reason else {}
 
 
+def flow_text(body: str | None, fields: dict[str, Any]) -> str:
+    """A completed WhatsApp Flow as a task shows it: its answers, one `field: value` each."""
+    answers = "; ".join(f"{name}: {_answer(value)}" for name, value in fields.items())
+    return f"[form] {answers}" if answers else f"[form] {body or 'sent'}"
+
+
+def _answer(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_answer(item) for item in value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_answer(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 _READERS = {
     "location": _location_text,
     "contacts": _contacts_text,

@@ -195,5 +195,20 @@ REFERRAL = {
 }
 
 
+PAYLOADS = Path(__file__).parent / "whatsapp" / "payloads"
+
+
+def recorded(name: str, *, at: int | None = None) -> dict:
+    """A recorded webhook body (`tests/bot/whatsapp/payloads/<name>.json`, written by us from
+    pywa's types and Meta's published examples), each message's timestamp set to `at`
+    (default: now), so that it reads as just sent."""
+    body = json.loads((PAYLOADS / f"{name}.json").read_text(encoding="utf-8"))
+    for entry in body["entry"]:
+        for change in entry["changes"]:
+            for message in change["value"].get("messages", []):
+                message["timestamp"] = str(at or int(time.time()))
+    return body
+
+
 def reaction(to_wamid: str) -> dict:
     return {"type": "reaction", "reaction": {"message_id": to_wamid, "emoji": "👍"}}

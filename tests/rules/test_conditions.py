@@ -69,6 +69,21 @@ CASES = [
      True),
     ("payload-exact", "{campaign: {button_payload: stop}}", {"button_payload": "stop"}, True),
     ("payload-other", "{campaign: {button_payload: promo_}}", {"button_payload": "stop"}, False),
+    # WhatsApp Flows: the flow's name (its token up to ":") and its form's answers
+    ("flow-name", "{flow: {name: CSAT}}", {"flow_name": "csat"}, True),
+    ("flow-other", "{flow: {name: csat}}", {"flow_name": "booking"}, False),
+    ("flow-not-a-flow", "{flow: {name: csat}}", {"text": "csat"}, False),
+    ("flow-field-value", "{flow: {fields: {rating: [1, 2]}}}",
+     {"flow_name": "csat", "flow_fields": {"rating": "2"}}, True),
+    ("flow-field-other", "{flow: {fields: {rating: [1, 2]}}}",
+     {"flow_name": "csat", "flow_fields": {"rating": "5"}}, False),
+    ("flow-field-answered", "{flow: {fields: {comment: true}}}",
+     {"flow_fields": {"comment": "lento"}}, True),
+    ("flow-field-blank", "{flow: {fields: {comment: true}}}",
+     {"flow_fields": {"comment": ""}}, False),
+    ("flow-field-text", "{flow: {name: booking, fields: {service: Corte}}}",
+     {"flow_name": "booking", "flow_fields": {"service": "corte"}}, True),
+    ("flow-field-zero", "{flow: {fields: {rating: 0}}}", {"flow_fields": {"rating": 0}}, True),
     # language: given, else detected from the text
     ("lang-detected", "{language: en}", {"text": "where is my order please"}, True),
     ("lang-given", "{language: [en]}", {"text": "xyz", "language": "en"}, True),
@@ -106,6 +121,8 @@ REASONS = [
     ("{campaign: {button_payload: promo_}}", {"button_payload": "promo_x"},
      "button payload 'promo_x'"),
     ("{not: {customer_status: vip}}", {}, "not {'customer_status': ('vip',)}"),
+    ("{flow: {name: csat, fields: {rating: 1}}}",
+     {"flow_name": "csat", "flow_fields": {"rating": "1"}}, "flow field rating = '1'"),
 ]
 
 

@@ -6,6 +6,7 @@ black hole.
 """
 
 import asyncio
+import hashlib
 import shutil
 import threading
 import time
@@ -189,6 +190,23 @@ def test_a_request_the_database_refuses_fails_alone(gated):
 
     run_with_writer(gated, scenario)
     assert gated.stored() == {"wamid.G0", "wamid.G1"}
+
+
+def test_a_row_the_database_refuses_is_kept_failed_as_its_raw_body(gated):
+    odd = rows("wamid.ODD", occurred_at="yesterday", raw_body=b'{"odd": true}')[0]
+
+    async def scenario(writer: IntakeWriter) -> None:
+        error, _ = await timed(writer.store([rows("wamid.FINE")[0], odd]))
+        assert error is None  # answered 200: nothing is lost, nothing is redelivered forever
+
+    run_with_writer(gated, scenario)
+    digest = "sha256:" + hashlib.sha256(b'{"odd": true}').hexdigest()
+    assert gated.stored() == {"wamid.FINE", digest}
+    with gated.real.transaction(readonly=True) as session:
+        kept = session.scalars(select(InboundEvent).where(
+            InboundEvent.provider_event_id == digest)).one()
+        assert kept.status == "failed" and kept.raw_body == b'{"odd": true}'
+        assert kept.error.startswith("the database refused this item: ")
 
 
 # --- Over HTTP, on PostgreSQL behind a proxy -----------------------------------------------------

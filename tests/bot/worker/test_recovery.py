@@ -15,7 +15,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from bot.whatsapp.payloads import split_body
+from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
 from bot.worker.sweeper import sweep
 from sandbox.inbound import whatsapp_message
@@ -99,10 +99,7 @@ def store_message(services, text_body: str) -> int:
         wa_id="34600000001", name="Lucía", phone_id="PHONE",
         message={"type": "text", "text": {"body": text_body}},
     )).encode()  # fmt: skip
-    items = split_body(body)
-    rows = [dict(provider="whatsapp", provider_event_id=i.provider_event_id, kind=i.kind,
-                 contact_key=i.contact_key, occurred_at=i.occurred_at, raw_body=i.body)
-            for i in items]  # fmt: skip
+    rows = event_rows(body)
     with services.db.transaction() as session:
         insert_events(session, rows=rows)
         return session.scalar(select(func.max(InboundEvent.id)))
