@@ -162,6 +162,9 @@ def task_fields(task: Task, config: RulesConfig) -> tuple[tuple[str, str], ...]:
         pairs.append(("Resolution due", local_time(task.resolution_due, config)))
     if task.late_summary_at is not None:
         pairs.append(("SLA", "breached: arrived late"))
+    if contact is not None and contact.identity_changed_at is not None:
+        when = local_time(contact.identity_changed_at, config)
+        pairs.append(("WhatsApp identity", f"changed {when}: verify before sharing personal data"))
     return tuple(pairs)
 
 

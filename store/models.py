@@ -92,6 +92,8 @@ class Contact(Base):
     # The business's WhatsApp number (phone_number_id) the customer last wrote to: replies go
     # out from it.
     business_phone_id: Mapped[str | None] = mapped_column(String(32))
+    # When WhatsApp last reported that the customer's identity changed (new phone, reinstall).
+    identity_changed_at: Mapped[datetime | None]
 
 
 class AgentState(Base):

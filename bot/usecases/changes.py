@@ -51,6 +51,8 @@ def apply_change(session: Session, *, config: RulesConfig, message: InboundMessa
         return _change_message(session, config, message, contact, now)
     if message.kind == Inbound.NUMBER_CHANGE:
         return _change_number(session, message, contact, open_task, now)
+    if message.kind == Inbound.IDENTITY_CHANGE:  # shown on the customer's task cards
+        contact.identity_changed_at = message.at
     if open_task is not None:
         _audit(session, open_task, contact, Audit.MESSAGE, now, message_id=stored.id,
                type=stored.type, text=shorten(message.text, 1000), kind=str(message.kind))

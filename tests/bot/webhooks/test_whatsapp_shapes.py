@@ -156,13 +156,20 @@ def test_a_number_change_moves_the_contact_and_nothing_goes_to_the_old_number(se
     assert count(services, Task) == 1  # threaded into the open task
 
 
-def test_an_identity_change_is_on_the_open_task(services, url):
+def test_an_identity_change_is_on_the_open_task_and_its_cards(services, url):
     deliver(services, url, message_body(TEXT, wamid="wamid.FIRST"))
     deliver(services, url, recorded("system_identity"))
     [task] = rows(services, Task)
     [noted] = [e for e in audit(services, Audit.MESSAGE) if e.details.get("kind")]
     assert noted.task_id == task.id and noted.details["kind"] == "identity change"
     assert "security code" in noted.details["text"]
+    [contact] = rows(services, Contact)
+    assert contact.identity_changed_at is not None
+    deliver(services, url, message_body({"type": "text", "text": {"body": "¿Y mi pedido?"}},
+                                        wamid="wamid.AFTER"))
+    [card] = rows(services, OutboxMessage, OutboxMessage.kind == "follow_up")
+    fields = dict(card.payload["notification"]["fields"])
+    assert fields["WhatsApp identity"].startswith("changed ")
 
 
 # item 6: WhatsApp Flows ---------------------------------------------------------------------
