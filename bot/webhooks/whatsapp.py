@@ -40,6 +40,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                           max_batch=tunables.INTAKE_MAX_BATCH)
     writer.start()
     app.state.whatsapp_intake = writer
+    app.state.whatsapp_phone_ids = frozenset(services.settings.whatsapp_phone_ids)
     try:
         yield
     finally:
@@ -101,7 +102,7 @@ class ReceiveEndpoint:
         if not signature_ok(raw, headers.get("x-hub-signature-256"), secret):
             await _answer(send, 403, b'{"error":"missing or invalid X-Hub-Signature-256"}')
             return
-        rows = event_rows(raw, phone_ids=app.state.services.settings.whatsapp_phone_ids)
+        rows = event_rows(raw, phone_ids=app.state.whatsapp_phone_ids)
         if await _stored(app.state.whatsapp_intake, rows):
             await _answer(send, 200, b'{"stored":%d}' % len(rows))
         else:  # Meta delivers again later; a copy that was stored is ignored by its id
