@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from notifiers.grammar import Context, UsageError
-from notifiers.notifications import local_time
+from notifiers.notifications import local_time, window_text
+from notifiers.texts import shorten
 from store.agents import set_away
-from store.events import list_events
-from store.models import Task
+from store.events import Audit, list_events
+from store.messages import list_task_messages
+from store.models import Direction, Task
 from store.tasks import (
     count_closed_by,
     count_open_tasks_by_status,
@@ -18,6 +20,8 @@ from store.tasks import (
 )
 
 LIST_LIMIT = 15
+CONVERSATION_SHOWN = 10  # `show` quotes this many of the task's last messages
+MESSAGE_LINE = 300  # … each cut to this many characters: the answer stays one screen
 SCOPES = ("mine", "team", "open", "unassigned")
 
 
@@ -56,7 +60,8 @@ def _line(task: Task) -> str:
 
 
 def show_text(context: Context, task: Task) -> str:
-    """A task's fields and its last five audit events."""
+    """A task's fields, why it went where it is, its conversation and its last five audit
+    events."""
     contact = task.contact
     lines = [
         f"{task.ref}: {task.title}",
@@ -64,14 +69,48 @@ def show_text(context: Context, task: Task) -> str:
         f"Team: {task.team or '-'} · Assignee: {task.assignee_id or '-'}",
         f"Customer: {(contact.name or contact.wa_id) if contact else '-'}",
     ]
+    if contact is not None:
+        lines.append(f"CRM: {contact.crm_status or 'lead'} · tags: "
+                     f"{', '.join(contact.tags or ()) or '-'}")
+        lines.append(f"Reply window: {window_text(contact, context.config, now=context.now)}")
     if task.first_response_due:
         lines.append(f"First response due: {local_time(task.first_response_due, context.config)}")
     if task.resolution_due:
         lines.append(f"Resolution due: {local_time(task.resolution_due, context.config)}")
+    lines += _routing_lines(context, task) + _conversation_lines(context, task)
+    lines.append("Events:")
     for event in list_events(context.session, task_id=task.id)[-5:]:
         move = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
         lines.append(f"  {local_time(event.at, context.config)} {event.actor} {event.action}{move}")
     return "\n".join(lines)
+
+
+def _routing_lines(context: Context, task: Task) -> list[str]:
+    """The latest routing: its summary and the reason for every candidate."""
+    routed = list_events(context.session, task_id=task.id, action=Audit.ROUTED)
+    if not routed:
+        return []
+    details = routed[-1].details or {}
+    lines = [f"Routing: {details.get('summary') or '-'}"]
+    for candidate in (details.get("candidates") or ())[:LIST_LIMIT]:
+        lines.append(f"  {candidate.get('agent')}: {candidate.get('reason')}")
+    return lines
+
+
+def _conversation_lines(context: Context, task: Task) -> list[str]:
+    """The task's last messages, both ways, each cut to a line's room."""
+    messages = list_task_messages(context.session, task_id=task.id, limit=CONVERSATION_SHOWN)
+    if not messages:
+        return []
+    lines = ["Conversation:"]
+    for message in messages:
+        who = "customer" if message.direction == Direction.INBOUND else "us"
+        if message.via == "template":
+            who += " (template)"
+        when = local_time(message.sent_at or message.created_at, context.config)
+        text = message.text or f"[{message.type}]"
+        lines.append(f"  {when} {who}: {shorten(' '.join(text.split()), MESSAGE_LINE)}")
+    return lines
 
 
 def stats_text(context: Context) -> str:

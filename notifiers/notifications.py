@@ -11,8 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from notifiers.texts import shorten
 from rules import RulesConfig
-from store.models import Task, TaskStatus
+from store.contacts import reply_window_closes
+from store.models import Contact, Task, TaskStatus
 
 S = TaskStatus
 
@@ -29,6 +31,7 @@ class NotificationKind(StrEnum):
     CUSTOMER_REFUSED = "customer_refused"  # WhatsApp refused a message to the customer for good
     LATE_SUMMARY = "late_summary"  # the team's tasks that arrived late: to the supervisor
     WHATSAPP_ERROR = "whatsapp_error"  # Meta reported an account-level error: to the admins
+    WAITING = "waiting"  # nobody available: to the team channel (else supervisor), to claim
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ _DECLINE = Button("decline", "Decline", "danger")
 _START = Button("start", "Start")
 _WAIT = Button("wait", "Wait for customer")
 _CLOSE = Button("close", "Close")
+_CLAIM = Button("accept", "Claim", "primary")  # accepting an unassigned task claims it
 
 _BUTTONS_BY_STATUS: dict[str, tuple[Button, ...]] = {
     S.NEW: (_ACCEPT,),
@@ -106,9 +110,13 @@ _TITLES = {
     NotificationKind.REMINDER: "Reminder {ref}: {title}",
     NotificationKind.BREACH: "SLA breached on {ref}: {title}",
     NotificationKind.REASSIGNED_AWAY: "{ref} was reassigned: {title}",
+    NotificationKind.WAITING: "Waiting for the team {ref}: {title}",
     NotificationKind.CUSTOMER_REFUSED: "WhatsApp refused the message to the customer of {ref}: "
                                        "{title}",
 }
+
+
+MESSAGE_LIMIT = 1000  # what a card quotes of the customer's message: enough to act on
 
 
 def build_notification(
@@ -121,9 +129,11 @@ def build_notification(
     """The notification of `kind` about `task` (None for a digest, a late summary or a
     WhatsApp error).
 
-    `details` adds context: text (follow-up message), percent/deadline (reminder), step
-    (breach), agent (reassigned to), tasks (digest: list of task dicts), refs/team/
-    oldest_seconds (late summary). Raises ValueError for an unknown kind.
+    `details` adds context: text (follow-up message), customer_text/media/media_file (the
+    customer's latest message, quoted on the other task cards), why (the routing line),
+    percent/deadline (reminder), step (breach), agent (reassigned to), tasks (digest: list of
+    task dicts), refs/team/oldest_seconds (late summary). Raises ValueError for an unknown
+    kind.
     """
     kind = NotificationKind(kind)
     details = details or {}
@@ -136,22 +146,48 @@ def build_notification(
     if task is None:
         raise ValueError(f"a {kind.value} notification needs a task")
     title = _TITLES[kind].format(ref=task.ref, title=task.title)
-    fields = task_fields(task, config) + _extra_fields(kind, details, config)
+    fields = task_fields(task, config) + _context_fields(details) + _extra_fields(
+        kind, details, config)
     buttons: tuple[Button, ...] = ()
     if kind in (NotificationKind.ASSIGNED, NotificationKind.OFFERED):
         buttons = (_ACCEPT, _DECLINE)
     elif kind in (NotificationKind.FOLLOW_UP, NotificationKind.REMINDER):
         buttons = buttons_for(task.status)
-    text = details.get("text") if kind is NotificationKind.FOLLOW_UP else details.get("note")
-    return Notification(kind.value, title, task.ref, fields, text, buttons)
+    elif kind is NotificationKind.WAITING:
+        buttons = (_CLAIM,)
+    return Notification(kind.value, title, task.ref, fields, _card_text(kind, details), buttons)
 
 
-def task_fields(task: Task, config: RulesConfig) -> tuple[tuple[str, str], ...]:
-    """The fields every task card shows."""
+def _card_text(kind: NotificationKind, details: dict[str, Any]) -> str | None:
+    """The quoted text: the follow-up itself, a note, else what the customer wrote."""
+    if kind is NotificationKind.FOLLOW_UP:
+        return details.get("text")
+    if details.get("note"):
+        return details["note"]
+    customer = details.get("customer_text")
+    return shorten(str(customer), MESSAGE_LIMIT) if customer else None
+
+
+def _context_fields(details: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The customer's media (kind and file name) and why the card went to this agent."""
+    pairs = []
+    if details.get("media"):
+        name = details.get("media_file")
+        pairs.append(("Media", f"{details['media']}: {name}" if name else
+                      f"{details['media']} (open it in the WhatsApp conversation)"))
+    if details.get("why"):
+        pairs.append(("Why you", str(details["why"])))
+    return tuple(pairs)
+
+
+def task_fields(task: Task, config: RulesConfig, *, now: datetime | None = None,
+                ) -> tuple[tuple[str, str], ...]:
+    """The fields every task card shows; with `now`, the reply window says whether it closed."""
     contact = task.contact
     customer = (contact.name or contact.wa_id or "-") if contact is not None else "-"
     pairs = [
         ("Customer", customer),
+        *_crm_field(contact),
         ("Priority", task.priority),
         ("Team", task.team or "-"),
         ("Status", task.status.replace("_", " ")),
@@ -160,12 +196,36 @@ def task_fields(task: Task, config: RulesConfig) -> tuple[tuple[str, str], ...]:
         pairs.append(("First response due", local_time(task.first_response_due, config)))
     elif task.resolution_due:
         pairs.append(("Resolution due", local_time(task.resolution_due, config)))
+    if contact is not None and contact.last_inbound_at is not None:
+        pairs.append(("Reply window", window_text(contact, config, now=now)))
     if task.late_summary_at is not None:
         pairs.append(("SLA", "breached: arrived late"))
     if contact is not None and contact.identity_changed_at is not None:
         when = local_time(contact.identity_changed_at, config)
         pairs.append(("WhatsApp identity", f"changed {when}: verify before sharing personal data"))
     return tuple(pairs)
+
+
+def _crm_field(contact: Contact | None) -> tuple[tuple[str, str], ...]:
+    if contact is None:
+        return ()
+    tags = ", ".join(contact.tags or ())
+    status = contact.crm_status or "lead"
+    return (("CRM", f"{status} · tags: {tags}" if tags else status),)
+
+
+def window_text(contact: Contact, config: RulesConfig, *, now: datetime | None = None) -> str:
+    """The customer-service window as an agent reads it: `closes Tue 24 Nov 14:05`, or, once
+    `now` is past it, how a reply goes out (the approved template, or not at all)."""
+    closes = reply_window_closes(contact)
+    if closes is None:
+        return "closed: the customer never wrote"
+    if now is None or now < closes:
+        return f"closes {local_time(closes, config)}"
+    template = config.out_of_window_template
+    how = (f"replies go as the template {template.name}" if template is not None
+           else "no out_of_window_template: replies are refused")
+    return f"closed {local_time(closes, config)}: {how}"
 
 
 def _extra_fields(kind: NotificationKind, details: dict, config: RulesConfig) -> tuple:

@@ -20,6 +20,7 @@ from notifiers.notifications import (
     with_outcome,
 )
 from rules import Agent, RulesConfig
+from store.messages import find_last_inbound
 from store.models import OutboxMessage, Task
 from store.outbox import add_outbox_message, list_delivered_cards
 
@@ -87,6 +88,8 @@ def queue_notification(
         to = team_recipients(config, details.get("team") or (task.team if task else None))
     if not to:
         return None
+    if task is not None and "text" not in details and "customer_text" not in details:
+        details.update(customer_message(session, task=task))
     notification = build_notification(kind, config=config, task=task, details=details)
     return add_outbox_message(
         session,
@@ -98,6 +101,19 @@ def queue_notification(
         agent_id=agent_id,
         new_key=new_key,
     )
+
+
+def customer_message(session: Session, *, task: Task) -> dict[str, Any]:
+    """The card details of the customer's latest message in `task`: customer_text, and
+    media/media_file for an image, a document…; empty when there is none."""
+    message = find_last_inbound(session, task_id=task.id)
+    if message is None:
+        return {}
+    found: dict[str, Any] = {"customer_text": message.text or f"[{message.type}]"}
+    if message.media_id:
+        found["media"] = message.type
+        found["media_file"] = (message.payload or {}).get("filename")
+    return found
 
 
 def queue_card_updates(

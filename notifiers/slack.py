@@ -20,6 +20,7 @@ from notifiers.texts import shorten
 ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 SECTION_LIMIT = 3000  # a section block's (and a context element's) text
 FIELD_LIMIT = 2000  # a section field's text
+FIELDS_PER_SECTION = 10  # a section block holds at most 10 fields: more go to the next one
 FALLBACK_LIMIT = 3000  # a card's `text` (Slack's own cut is at 40,000; a preview needs less)
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # str.splitlines
 
@@ -53,9 +54,9 @@ def render_slack(notification: Notification) -> dict[str, Any]:
     escaped and within Slack's limits."""
     blocks: list[dict[str, Any]] = [
         _section(f"*{fit_slack(notification.title, SECTION_LIMIT - 2)}*")]
-    if notification.fields:
-        fields = [_field(label, value) for label, value in notification.fields[:10]]
-        blocks.append({"type": "section", "fields": fields})
+    fields = [_field(label, value) for label, value in notification.fields]
+    for start in range(0, len(fields), FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
     if notification.text:
         blocks.append(_section(_quote(notification.text)))
     if notification.status_line:

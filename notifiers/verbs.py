@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from notifiers import listing
 from notifiers.grammar import Command, Context, Handler, UsageError
-from notifiers.notifications import NotificationKind, clock_time
+from notifiers.notifications import NotificationKind, clock_time, local_time
 from notifiers.queueing import queue_card_updates, queue_notification
 from notifiers.texts import WHATSAPP_TEXT_LIMIT, echo, fit_whatsapp
 from rules import pick_language_text, render_template
-from store.errors import DomainError, NotFound
+from store.contacts import reply_window_closes
+from store.errors import DomainError, IllegalTransition, NotFound
 from store.events import Audit, record_event
-from store.lifecycle import Access, Action, check_access
+from store.lifecycle import Access, Action, check_access, check_transition
 from store.models import Task
 from store.outbox import queue_customer_message
-from store.tasks import get_task, transition_task
+from store.tasks import get_task, list_waiting_tasks, transition_task
+
+WAITING_ROUTED = 50  # waiting tasks routed again when an agent frees capacity (oldest first)
 
 
 def _task(context: Context, command: Command, usage: str) -> Task:
@@ -103,18 +106,40 @@ def reply_verb(context: Context, command: Command) -> str:
                          f"yours has {len(text):,}. Send it in shorter replies.")
     if task.contact is None or not task.is_open:
         raise DomainError(f"{task.ref} has no open conversation with a customer to reply to")
+    window = _outside_window_note(context, task)
     queue_customer_message(context.session, contact=task.contact, kind="reply", text=text,
                            dedupe_key=f"reply-{task.id}-{context.request_key}", task=task)
     record_event(context.session, task=task, actor=context.actor.label, action=Audit.REPLY,
                  details={"text": text}, at=context.now)
-    task.first_response_at = task.first_response_at or context.now
-    return f"Sent to the customer of {task.ref}."
+    # The first response is recorded once WhatsApp accepts the send (store.tasks.
+    # record_first_response): a reply that never reaches the customer answers nothing.
+    return f"Sent to the customer of {task.ref}.{window}"
+
+
+def _outside_window_note(context: Context, task: Task) -> str:
+    """"" inside the 24-hour customer-service window; outside it, what the reply goes as.
+
+    Raises DomainError outside the window when rules.yaml names no template to send instead.
+    """
+    closes = reply_window_closes(task.contact)
+    if closes is not None and context.now < closes:
+        return ""
+    template = context.config.out_of_window_template
+    if template is not None:
+        return (" Outside the 24-hour window: it will go as the approved template "
+                f"`{template.name}`.")
+    since = (f"the window closed {local_time(closes, context.config)}" if closes is not None
+             else "the customer never wrote")
+    raise DomainError(f"{task.ref} is outside the 24-hour window ({since}) and rules.yaml has "
+                      "no out_of_window_template: add an approved template there, or wait "
+                      "until the customer writes again.")
 
 
 def close_verb(context: Context, command: Command) -> str:
     """close REF [resolution] — done; the customer gets the closing message."""
     task = _task(context, command, "close T-12 [resolution]")
     answer = _move(context, task, Action.CLOSE, "Closed", reason=command.rest(1) or None)
+    _route_freed(context, task.assignee_id)
     text = _closing_text(context, task)
     if text and task.contact is not None:
         queue_customer_message(context.session, contact=task.contact, kind="closing", text=text,
@@ -129,6 +154,9 @@ def reassign_verb(context: Context, command: Command) -> str:
     if len(command.args) < 2:
         raise UsageError("Usage: reassign T-12 agent")
     target = _agent_id(context, command.args[1])
+    check_transition(task, Action.REASSIGN, context.actor)  # who may, before what it would do
+    if target == task.assignee_id:  # it would only send an accepted task back to `assigned`
+        raise IllegalTransition(f"{task.ref} is already assigned to {_name(context, target)}")
     previous = task.assignee_id
     transition_task(context.session, task=task, action=Action.REASSIGN, actor=context.actor,
                     assignee_id=target, now=context.now)
@@ -139,6 +167,7 @@ def reassign_verb(context: Context, command: Command) -> str:
         queue_notification(context.session, config=context.config, task=task,
                            kind=NotificationKind.REASSIGNED_AWAY, agent_id=previous,
                            dedupe_key=f"away-{task.id}-{generation}", details={"agent": target})
+        _route_freed(context, previous)
     return _done(context, task, f"Reassigned to {_name(context, target)}")
 
 
@@ -152,6 +181,17 @@ def back_verb(context: Context, command: Command) -> str:
     """back — receive tasks again; waiting tasks of your teams are routed now."""
     listing.set_availability(context, away=False)
     return "Welcome back. " + listing.route_waiting(context)
+
+
+def _route_freed(context: Context, agent_id: str | None) -> None:
+    """`agent_id` has room again (a task of hers closed or went to someone else): the tasks
+    waiting for her teams are routed through bot/'s assigner, when one was given."""
+    agent = context.config.agent(agent_id) if agent_id else None
+    if context.assign is None or agent is None:
+        return
+    for task in list_waiting_tasks(context.session, teams=agent.teams, limit=WAITING_ROUTED):
+        context.assign(context.session, config=context.config, task=task, now=context.now,
+                       exclude=tuple(task.declined_by))
 
 
 def stats_verb(context: Context, command: Command) -> str:

@@ -21,7 +21,7 @@ from rules.config import (
     TemplateRef,
 )
 from rules.durations import format_duration, parse_duration
-from rules.engine import Decision, RuleMatch, evaluate
+from rules.engine import Decision, RuleMatch, evaluate, prepare_language_detection
 from rules.enums import (
     BreachStep,
     BusinessWindow,
@@ -64,6 +64,6 @@ __all__ = [
     "SlaPolicy", "Strategy", "Team", "TemplateRef", "Timer", "add_business_time",
     "business_time_between", "compute_deadlines", "detect_language", "due_times", "evaluate",
     "format_duration", "is_business_time", "load_rules", "parse_duration", "parse_rules",
-    "percent_instant", "pick_language_text", "plan_timers", "policy_for", "push_due_times",
-    "render_template", "route",
+    "percent_instant", "pick_language_text", "plan_timers", "policy_for",
+    "prepare_language_detection", "push_due_times", "render_template", "route",
 ]

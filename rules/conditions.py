@@ -68,6 +68,22 @@ class NumberRange(StrictModel):
         return self
 
 
+class WordCount(StrictModel):
+    """`{max: 6}` / `{min: 3}` / both, inclusive: how many words the text has. Words are
+    runs of letters or digits (`tokenize`); emoji and punctuation do not count."""
+
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _a_range(self) -> WordCount:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
 class HistoryCondition(StrictModel):
     """The customer's past tasks; every key given must hold."""
 
@@ -112,6 +128,7 @@ class Condition(StrictModel):
 
     keywords: KeywordSet | None = None
     regex: str | None = None
+    word_count: WordCount | None = None
     type: tuple[MessageType, ...] | None = None
     customer_status: tuple[str, ...] | None = None
     history: HistoryCondition | None = None

@@ -149,10 +149,30 @@ class Rule(StrictModel):
 
 
 class TemplateRef(StrictModel):
-    """An approved WhatsApp template, used outside the 24 h customer-service window."""
+    """An approved WhatsApp template, used outside the 24 h customer-service window, and the
+    languages it is approved in: `{name, languages: [es, en]}` (`language: es` for one)."""
 
     name: str
-    language: str
+    languages: Names = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_language(cls, value: object) -> object:
+        if not isinstance(value, dict) or "language" not in value:
+            return value
+        if "languages" in value:
+            raise ValueError("give `language` or `languages`, not both")
+        rest = {key: item for key, item in value.items() if key != "language"}
+        return {**rest, "languages": [value["language"]]}
+
+    @property
+    def language(self) -> str:
+        """The first language: the one used when none of the wanted ones is approved."""
+        return self.languages[0]
+
+    def language_for(self, *wanted: str | None) -> str:
+        """Return the first of `wanted` the template is approved in, else its first language."""
+        return next((code for code in wanted if code in self.languages), self.language)
 
 
 class RulesConfig(StrictModel):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rules.conditions import Condition
 from rules.config import Action, RulesConfig
 from rules.enums import Category, Priority
 from rules.facts import ContactFacts, HistoryFacts, MessageFacts
 from rules.matching import MatchContext, compiled_rules
 from rules.templates import render_template
-from rules.text import detect_language, tokenize
+from rules.text import detect_language, load_language_models, tokenize
 
 DEFAULT_CATEGORY = Category.support
 _TITLE_LENGTH = 80
@@ -25,7 +27,8 @@ class RuleMatch:
 @dataclass(frozen=True)
 class Decision:
     """What to do with a message. `reply` holds UNRENDERED templates per language;
-    `language` is the message language used for conditions and routing."""
+    `language` is the message language used for conditions, routing and the reply (decided
+    on first use: detecting it costs more than evaluating the rules)."""
 
     matched: tuple[RuleMatch, ...]
     ignore: bool
@@ -38,7 +41,12 @@ class Decision:
     tags: tuple[str, ...]
     stage: str | None
     reply: dict[str, str] = field(default_factory=dict)
-    language: str | None = None
+    decide_language: Callable[[], str | None] = field(default=lambda: None, repr=False,
+                                                      compare=False)
+
+    @property
+    def language(self) -> str | None:
+        return self.decide_language()
 
 
 @dataclass
@@ -73,10 +81,54 @@ class _Draft:
         self.reply = self.reply or dict(action.reply) or None
 
 
-def message_language(message: MessageFacts, contact: ContactFacts,
-                     tokens: list[str] | None = None) -> str | None:
-    """Return the language to use: given, detected from the text, else the contact's."""
-    return message.language or detect_language(message.text, tokens) or contact.language
+def message_language(config: RulesConfig, message: MessageFacts,
+                     contact: ContactFacts) -> str | None:
+    """Return the language to use: given, detected from the text (among the usual languages
+    and those `config` names), else the contact's."""
+    return (message.language or detect_language(message.text, named_languages(config))
+            or contact.language)
+
+
+def prepare_language_detection(config: RulesConfig) -> None:
+    """Loads the language models that evaluating messages under `config` uses."""
+    load_language_models(named_languages(config))
+
+
+def named_languages(config: RulesConfig) -> set[str]:
+    """Return the languages `config` names: its default, the agents', the rules' (replies
+    and `language:` conditions), the closing reply's and the out-of-window template's."""
+    named = {config.default_language, *config.closing_reply}
+    for agent in config.agents:
+        named.update(agent.languages)
+    for rule in config.rules:
+        named.update(rule.then.reply)
+        _condition_languages(rule.when, named)
+    template = config.out_of_window_template
+    return named.union(template.languages if template else ())
+
+
+def _condition_languages(cond: Condition, into: set[str]) -> None:
+    into.update(cond.language or ())
+    for inner in (cond.all_ or ()) + (cond.any_ or ()) + ((cond.not_,) if cond.not_ else ()):
+        _condition_languages(inner, into)
+
+
+class _Context(MatchContext):
+    """A MatchContext that decides the message language on first use: most messages meet
+    no `language:` condition, and detection costs more than testing every rule."""
+
+    @property
+    def language(self) -> str | None:
+        if self._language is _UNDECIDED:
+            self._language = message_language(self.config, self.message, self.contact)
+        return self._language
+
+    @language.setter
+    def language(self, value: str | None) -> None:  # MatchContext.__init__ sets it
+        self._language = value
+
+
+_UNDECIDED = object()  # not a language: the language is still to be decided
 
 
 def evaluate(config: RulesConfig, *, message: MessageFacts, contact: ContactFacts,
@@ -85,8 +137,7 @@ def evaluate(config: RulesConfig, *, message: MessageFacts, contact: ContactFact
     unless it says `continue: true`. No match gives built-in defaults with matched=()."""
     compiled = compiled_rules(config)
     tokens = tokenize(message.text)
-    ctx = MatchContext(config, message, contact, history, now,
-                       message_language(message, contact, tokens), tokens)
+    ctx = _Context(config, message, contact, history, now, _UNDECIDED, tokens)
     draft = _Draft()
     for candidate in compiled.candidates(ctx.token_set):
         reasons = candidate.test(ctx)
@@ -114,7 +165,7 @@ def _finish(draft: _Draft, ctx: MatchContext) -> Decision:
         tags=tuple(draft.tags),
         stage=draft.stage,
         reply=draft.reply or {},
-        language=ctx.language,
+        decide_language=lambda: ctx.language,
     )
 
 

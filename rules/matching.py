@@ -16,6 +16,7 @@ from rules.conditions import (
     HistoryCondition,
     KeywordSet,
     NumberRange,
+    WordCount,
 )
 from rules.config import Rule, RulesConfig
 from rules.enums import BusinessWindow
@@ -174,6 +175,27 @@ def _regex(pattern: str) -> Matcher:
         return None if match is None else (f"regex {pattern!r} matched {match.group(0)!r}",)
 
     return test
+
+
+def _word_count(bounds: WordCount) -> Matcher:
+    low, high = bounds.min, bounds.max
+
+    def test(ctx: MatchContext) -> Reasons | None:
+        count = sum(1 for token in ctx.tokens if _WORD.match(token))
+        if (low is not None and count < low) or (high is not None and count > high):
+            return None
+        return (f"{count} word{'' if count == 1 else 's'} ({_range_text(low, high)})",)
+
+    return test
+
+
+_WORD = re.compile(r"\w")  # a token of letters or digits, not emoji or punctuation
+
+
+def _range_text(low: int | None, high: int | None) -> str:
+    if low is None:
+        return f"at most {high}"
+    return f"at least {low}" if high is None else f"{low} to {high}"
 
 
 def _types(types: tuple[str, ...]) -> Matcher:
@@ -349,6 +371,7 @@ _COMPILERS: dict[str, Callable[[object], Matcher]] = {
     "history": _history,
     "keywords": _keywords,
     "regex": _regex,
+    "word_count": _word_count,
     "business_hours": _business_hours,
     "all_": _all,
     "any_": _any,

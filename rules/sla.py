@@ -16,9 +16,6 @@ UNACCEPTED = "unaccepted"
 LATE_SUMMARY = "late_summary"  # the team's summary of the tasks that arrived late
 DEADLINES = ("first_response", "resolution")
 _REMIND = "remind"
-# compute_deadlines shows the reminders a new task gets once someone holds it; reminders
-# only need to know that there is an assignee, not who.
-_PREVIEW_ASSIGNEE = "assignee"
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ def policy_for(config: RulesConfig, *, sla_policy: str | None,
 
 def plan_timers(config: RulesConfig, clock: SlaClock, *, now: datetime) -> list[Timer]:
     """Return the timers that apply to the task now: the unaccepted offer, then per deadline
-    still to meet its reminders (only with an assignee) and its breach, then the late
+    still to meet its reminders (to the assignee, else the team) and its breach, then the late
     summary of a task that arrived late; none unless the clock runs. A reminder is dropped
     once the next milestone of its deadline has passed `now` too, so a late plan sends at
     most the latest reminder; breaches are always kept (they run once). A deadline missed
@@ -139,8 +136,6 @@ def _deadline_timers(config: RulesConfig, clock: SlaClock, deadline: str, due: d
 
 def _reminders(config: RulesConfig, clock: SlaClock, deadline: str,
                due: datetime) -> list[Timer]:
-    if not clock.assignee:  # reminders go to the assignee: nobody to remind yet
-        return []
     business = _counts_business_time(config, clock)
     return [Timer(f"{_REMIND}-{deadline}-{percent}",
                   percent_instant(config, clock.created_at, due, percent, business=business))
@@ -201,12 +196,11 @@ def due_times(config: RulesConfig, *, priority: Priority | str, start: datetime,
 
 def compute_deadlines(config: RulesConfig, *, priority: Priority | str, start: datetime,
                       sla: str | None = None) -> Deadlines:
-    """Return `due_times` with the reminders plan_timers gives the task once assigned.
-    Raises like `due_times`."""
+    """Return `due_times` with the reminders plan_timers gives the task. Raises like
+    `due_times`."""
     first, resolution = due_times(config, priority=priority, start=start, sla=sla)
     clock = SlaClock(created_at=start, priority=str(priority), sla_policy=sla,
-                     assignee=_PREVIEW_ASSIGNEE, first_response_due=first,
-                     resolution_due=resolution)
+                     first_response_due=first, resolution_due=resolution)
     timers = plan_timers(config, clock, now=start)
     reminders = tuple(_as_reminder(timer) for timer in timers
                       if timer.kind.startswith(f"{_REMIND}-"))

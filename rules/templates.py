@@ -17,7 +17,8 @@ MESSAGE_FIELDS = frozenset({"message.text", "message.type"})
 TITLE_FIELDS = CONTACT_FIELDS | MESSAGE_FIELDS
 REPLY_FIELDS = TITLE_FIELDS | frozenset({
     "task.number", "task.ref", "task.title", "task.category", "task.priority", "task.team",
-    "sla.first_response", "sla.resolution", "agent.name", "agent.first_name",
+    "sla.first_response", "sla.resolution", "sla.first_response_eta", "sla.resolution_eta",
+    "agent.name", "agent.first_name",
 })
 
 

@@ -28,7 +28,15 @@ from sandbox.inbound import (
 from sandbox.slack import FakeSlack
 from sandbox.telegram import FakeTelegram
 from store.db import Database
-from store.models import Contact, InboundEvent, Message, Task, TaskEvent
+from store.models import (
+    Contact,
+    InboundEvent,
+    Message,
+    OutboxMessage,
+    OutboxStatus,
+    Task,
+    TaskEvent,
+)
 
 _ALIAS = re.compile(r"\{(\w+)\}")
 
@@ -93,6 +101,9 @@ class Player:
 
     def _customer(self, step: dict) -> None:
         spec = self.scenario.customers[step["customer"]]
+        # A customer answers what they have read: a rating follows the question that asks it.
+        self._wait(lambda s: not _owed_to(s, spec.phone),
+                   f"opsbot's messages to {spec.name} to go out", timeout=5, fail=False)
         body = whatsapp_message(
             wa_id=spec.phone, name=spec.name, message=_message_part(step), phone_id=self.phone_id
         )
@@ -274,6 +285,12 @@ def _message_part(step: dict) -> dict:
         part["referral"] = {"source_type": "ad", "source_url": "https://fb.me/sandbox",
                             "body": step["text"], **step["referral"]}
     return part
+
+
+def _owed_to(session, wa_id: str) -> bool:
+    query = (select(OutboxMessage.id).join(Contact, OutboxMessage.contact_id == Contact.id)
+             .where(Contact.wa_id == wa_id, OutboxMessage.status == OutboxStatus.PENDING))
+    return session.scalar(query.limit(1)) is not None
 
 
 def _processed(session, wamid: str) -> bool:

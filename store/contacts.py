@@ -1,6 +1,6 @@
 """Customers as WhatsApp identifies them: a phone-number wa_id and/or a BSUID (user_id)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import Select, bindparam, or_, select
@@ -8,6 +8,17 @@ from sqlalchemy.orm import Session
 
 from store.models import Contact
 from store.rows import insert_row
+
+# WhatsApp's customer-service window: free text is allowed until 24 h after the customer's
+# last message; after it only an approved template goes out.
+REPLY_WINDOW = timedelta(hours=24)
+
+
+def reply_window_closes(contact: Contact | None) -> datetime | None:
+    """When the customer-service window with `contact` closes (None: they never wrote)."""
+    if contact is None or contact.last_inbound_at is None:
+        return None
+    return contact.last_inbound_at + REPLY_WINDOW
 
 
 def upsert_contact(

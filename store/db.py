@@ -263,9 +263,9 @@ class Database:
             session.close()
 
     def ping(self) -> None:
-        """Raises when the database does not answer."""
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        """Raises when the database does not answer (a read: never waits for SQLite's writer)."""
+        with self.transaction(readonly=True) as session:
+            session.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -41,6 +41,21 @@ def get_message(session: Session, *, provider_message_id: str) -> Message | None
     return session.scalars(query).first()
 
 
+def list_task_messages(session: Session, *, task_id: int, limit: int) -> list[Message]:
+    """The last `limit` messages of a task, both directions, oldest first."""
+    query = (select(Message).where(Message.task_id == task_id)
+             .order_by(Message.id.desc()).limit(limit))
+    return list(reversed(list(session.scalars(query))))
+
+
+def find_last_inbound(session: Session, *, task_id: int) -> Message | None:
+    """The customer's latest message in a task, or None."""
+    query = (select(Message).where(Message.task_id == task_id,
+                                   Message.direction == Direction.INBOUND)
+             .order_by(Message.id.desc()).limit(1))
+    return session.scalars(query).first()
+
+
 def apply_status(
     session: Session, *, provider_message_id: str, status: str, error: str | None = None
 ) -> Message | None:

@@ -154,7 +154,8 @@ class Satisfaction:
 class Report:
     window: Window
     created: Created
-    first_response: DurationStats
+    first_response: DurationStats  # created → the first reply WhatsApp accepted
+    accept: DurationStats  # created → the first acceptance by an agent
     resolution: DurationStats
     sla: SlaReport
     alerts: Alerts
@@ -191,6 +192,7 @@ def compute_report(
         first_response=duration_stats(
             [t.first_response_at - t.created_at for t in cohort if t.first_response_at]
         ),
+        accept=duration_stats(_times_to_accept(cohort, by_task)),
         resolution=duration_stats([t.resolved_at - t.created_at for t in cohort if t.resolved_at]),
         sla=_sla_report(cohort, until),
         alerts=_alerts([e for e in ordered if e.at >= since]),
@@ -210,8 +212,9 @@ def duration_stats(durations: Sequence[timedelta]) -> DurationStats:
 
 
 def sla_outcome(task: TaskRow, now: datetime) -> SlaOutcome:
-    """Within: first response by its due time AND resolved by its due time. A missing
-    response or resolution is a breach only once its due time has passed (else pending)."""
+    """Within: first response (the first reply a person sent the customer, not the
+    acceptance) by its due time AND resolved by its due time. A missing response or
+    resolution is a breach only once its due time has passed (else pending)."""
     parts = [
         _deadline_outcome(task.first_response_at, task.first_response_due, now),
         _deadline_outcome(task.resolved_at, task.resolution_due, now),
@@ -255,6 +258,19 @@ def is_automated(events: Sequence[EventRow]) -> bool:
         if event.action == Audit.ROUTED and event.details.get("automatic") is True:
             routed = True
     return routed
+
+
+def _times_to_accept(cohort: Sequence[TaskRow],
+                     by_task: Mapping[int, Sequence[EventRow]]) -> list[timedelta]:
+    """Created → first `accept` event of each task accepted (a later re-accept, after a
+    decline, a reassignment or a reopening, does not count again)."""
+    times = []
+    for task in cohort:
+        accepted = next((e.at for e in by_task.get(task.id, ()) if e.action == Action.ACCEPT),
+                        None)
+        if accepted is not None:
+            times.append(accepted - task.created_at)
+    return times
 
 
 def _by_count(counter: Counter) -> dict[str, int]:

@@ -15,10 +15,12 @@ from store.agents import note_load
 from store.errors import NotFound
 from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, check_transition, visible_to
-from store.models import OPEN_STATUSES, Task, TaskEvent, TaskStatus
+from store.models import OPEN_STATUSES, Message, OutboxMessage, Task, TaskEvent, TaskStatus
+from store.outbox import CUSTOMER_CHANNEL
 from store.rows import insert_row
 from store.types import utcnow
 
+REPLY_KIND = "reply"  # the outbox kind of a customer message a person wrote (`reply` verb)
 _REF = re.compile(r"^\s*(?:T-?|#)?(\d{1,12})\s*$", re.IGNORECASE)
 
 
@@ -179,8 +181,7 @@ def _apply(
         task.assignee_id, task.assigned_at, task.accepted_at = assignee_id, now, None
     elif action is Action.ACCEPT:
         task.assignee_id = task.assignee_id or actor.id
-        task.accepted_at = now
-        task.first_response_at = task.first_response_at or now
+        task.accepted_at = now  # not a first response: the customer heard nothing yet
     elif action is Action.DECLINE:
         task.declined_by = sorted({*task.declined_by, task.assignee_id})
         task.assignee_id, task.accepted_at = None, None
@@ -280,3 +281,30 @@ def set_due_times(session: Session, *, task: Task, first_response_due: datetime 
         .values(first_response_due=first_response_due, resolution_due=resolution_due)
         .execution_options(synchronize_session=False)
     )
+
+
+def record_first_response(session: Session, *, message: Message, at: datetime) -> bool:
+    """First response = the first message a person sends to the customer. When `message` (an
+    outbound row WhatsApp has just accepted) is an agent's reply and its task has no first
+    response yet, sets it to `at` and moves the task's timer generation, so that its timers
+    are planned again without the first-response reminders and breach. The automatic
+    acknowledgement and the closing message never count. Returns whether it was set.
+
+    One UPDATE that also moves the version: an agent's command on the task at the same
+    moment is refused as a conflict rather than writing over it."""
+    if message.task_id is None or not _is_reply(session, message):
+        return False
+    result = session.execute(
+        update(Task).where(Task.id == message.task_id, Task.first_response_at.is_(None))
+        .values(first_response_at=at, timer_generation=Task.timer_generation + 1,
+                version=Task.version + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == 1
+
+
+def _is_reply(session: Session, message: Message) -> bool:
+    payloads = session.scalars(select(OutboxMessage.payload).where(
+        OutboxMessage.task_id == message.task_id, OutboxMessage.kind == REPLY_KIND,
+        OutboxMessage.channel == CUSTOMER_CHANNEL))
+    return any((payload or {}).get("message_id") == message.id for payload in payloads)

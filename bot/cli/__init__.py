@@ -8,10 +8,13 @@ import typer
 from bot.cli.ops import register as register_ops
 from bot.cli.report import report as report_command
 from bot.cli.rules import rules_app
+from bot.cli.support import OpsbotGroup
 from bot.cli.tasks import tasks_app
 from bot.cli.telegram import telegram_app
+from bot.core.settings import DATABASE_HELP
 
-app = typer.Typer(help="opsbot: every WhatsApp message becomes a task that gets done.")
+app = typer.Typer(cls=OpsbotGroup, epilog=DATABASE_HELP,
+                  help="opsbot: every WhatsApp message becomes a task that gets done.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(rules_app, name="rules")
 app.add_typer(telegram_app, name="telegram")

@@ -2,8 +2,8 @@
 
 opsbot runs as `opsbot run` does (SQLite, embedded Redis, web + worker processes) in a
 temporary directory, with local stand-ins for the Graph, Slack Web and Telegram Bot APIs. A
-scenario from `examples/` is replayed through the real HTTP endpoints; then the timeline and
-the KPI report are printed and everything is stopped.
+scenario from `examples/` is replayed through the real HTTP endpoints while its timeline is
+printed as it happens; then the KPI report is printed and everything is stopped.
 """
 
 import tempfile
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from bot.cli.report import render_report
@@ -27,16 +28,18 @@ from sandbox.stack import (
     sandbox_sender,
 )
 from sandbox.telegram import FakeTelegram
-from sandbox.timeline import Entry, build_timeline
+from sandbox.timeline import Entry, sandbox_timeline, streaming
 from store.db import Database
 from store.outbox import count_pending_outbox
 from store.reports import build_report
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+echo_now = partial(print, flush=True)  # the timeline is read as it comes, even through a pipe
 
 
-def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = print) -> int:
-    """Replays `scenario_path`, prints the timeline and the report; 0 when every step held.
+def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now) -> int:
+    """Replays `scenario_path` printing its timeline as it happens, then the report; 0 when
+    every step held.
 
     Raises ScenarioFailed (with the step) when one does not happen in time.
     """
@@ -50,6 +53,7 @@ def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = print) -> int
                                                                        FakeTelegram))
         port = free_port()
         echo(f"opsbot demo: «{scenario.name}» in {workdir}")
+        echo("starting opsbot (a web process and two workers)")
         stack.enter_context(running(
             [opsbot_command("run", "--port", str(port), "--workers", "2")],
             env=sandbox_environment(graph, slack, telegram, RULES_PATH="rules.yaml"),
@@ -58,15 +62,14 @@ def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = print) -> int
         db = Database(f"sqlite:///{workdir / 'var' / 'opsbot.db'}")
         stack.callback(db.dispose)
         seed_customers(db, scenario)
-        steps: list[Entry] = []
-        player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram), db, config,
-                        PHONE_ID, narrate=lambda line: steps.append(
-                            Entry(datetime.now(UTC), "scenario", line)))
-        player.play()
-        settle(db)
-        echo("\nTimeline\n--------")
-        for entry in sorted(steps + build_timeline(db, config, graph, slack, telegram)):
-            echo(entry.render())
+        echo(f"\nTimeline (times in {config.timezone})\n--------")
+        timeline = sandbox_timeline(db, config, graph, slack, telegram)
+        with streaming(timeline, echo, tz=config.tz):
+            player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram), db, config,
+                            PHONE_ID, narrate=lambda line: timeline.add(
+                                Entry(datetime.now(UTC), "scenario", line)))
+            player.play()
+            settle(db)
         with db.transaction() as session:
             report = build_report(session, since=started, until=datetime.now(UTC),
                                   minutes_per_task=config.minutes_saved_per_task)

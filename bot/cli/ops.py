@@ -2,16 +2,33 @@
 `opsbot jobs ...`."""
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from bot.cli.support import JsonFlag, load_settings, print_json
-from bot.core.bootstrap import build_services, open_database
+from bot.cli.support import (
+    JsonFlag,
+    load_settings,
+    open_existing_database,
+    print_json,
+    require_database,
+    require_rules,
+    say_database,
+)
+from bot.core.bootstrap import (
+    build_services,
+    check_redis,
+    connect_redis,
+    database_errors_explained,
+    open_database,
+)
+from bot.core.jobs import Jobs
 from bot.core.logs import configure_logging
-from bot.core.settings import ConfigError
+from bot.core.services import Services
+from bot.core.settings import DATABASE_HELP, ConfigError, Settings
 from store.inbound import list_failed_events, list_unretryable_events, retry_events
 
 db_app = typer.Typer(help="Database schema.")
@@ -25,32 +42,78 @@ NoMigrate = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Mounts these commands on the `opsbot` app."""
-    app.command("run")(run)
-    app.command("serve")(serve)
-    app.command("worker")(worker)
+    app.command("run", epilog=DATABASE_HELP)(run)
+    app.command("serve", epilog=DATABASE_HELP)(serve)
+    app.command("worker", epilog=DATABASE_HELP)(worker)
     app.add_typer(db_app, name="db")
     app.add_typer(events_app, name="events")
     app.add_typer(jobs_app, name="jobs")
 
 
-def _services(*, migrate: bool = False, for_worker: bool = False):
+def _services(settings: Settings, *, migrate: bool = False,
+              for_worker: bool = False) -> Services:
+    """Everything a command that processes work needs, the database answering; raises
+    ConfigError or RulesError saying what is wrong."""
+    require_rules(settings.rules_path)
+    services = build_services(settings, migrate=migrate, for_worker=for_worker)
+    with database_errors_explained(settings):
+        services.db.ping()
+    return services
+
+
+def _require_redis(url: str) -> None:
+    """Raises ConfigError when the Redis at `url` does not answer (before anything is built)."""
+    redis = connect_redis(url)
     try:
-        return build_services(load_settings(), migrate=migrate, for_worker=for_worker)
-    except ConfigError as exc:
-        typer.echo(f"opsbot: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        check_redis(redis, url)
+    finally:
+        redis.close()
+
+
+def _jobs() -> Jobs:
+    """The job queue alone (no database, no rules), its Redis answering."""
+    url = load_settings().redis_url
+    if not url:
+        raise ConfigError("REDIS_URL is not set: set it to the Redis of `opsbot worker` "
+                          "(`opsbot run`'s embedded Redis lives only while it runs)")
+    redis = connect_redis(url)
+    check_redis(redis, url)
+    return Jobs(redis)
 
 
 def run(
     host: Annotated[str, typer.Option(help="Address of the web app.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the web app (default $PORT or 8000).")] = 0,
     workers: Annotated[int, typer.Option(help="How many worker processes.")] = 1,
+    rules: Annotated[Path | None, typer.Option(
+        "--rules", help="The rules file (default $RULES_PATH or rules.yaml).")] = None,
 ) -> None:
     """Everything locally: migrate, embedded Redis (when REDIS_URL is unset), web + worker."""
     from bot.core.supervisor import run_all
 
+    if rules is not None:  # the web and worker processes read it from the environment
+        os.environ["RULES_PATH"] = str(rules.resolve())
+    settings = load_settings()
+    say_database(settings)
+    say_channels(settings)
+    require_rules(settings.rules_path)
+    if settings.redis_url:  # else run_all starts an embedded one
+        _require_redis(settings.redis_url)
     port = port or int(os.environ.get("PORT", "8000"))
-    raise typer.Exit(run_all(load_settings(), host=host, port=port, workers=workers))
+    raise typer.Exit(run_all(settings, host=host, port=port, workers=workers))
+
+
+def say_channels(settings: Settings) -> None:
+    """Which channels are on, or that none is (then nothing reaches opsbot or its agents)."""
+    on = [name for name, enabled in (("WhatsApp", settings.whatsapp_enabled),
+                                     ("Slack", settings.slack_enabled),
+                                     ("Telegram", settings.telegram_enabled)) if enabled]
+    if on:
+        typer.echo(f"opsbot: channels on: {', '.join(on)}")
+    else:
+        typer.echo("opsbot: no channel is configured: nothing will arrive or be sent; set "
+                   "WHATSAPP_TOKEN, SLACK_BOT_TOKEN or TELEGRAM_BOT_TOKEN with their secrets "
+                   "(README: Configuration)")
 
 
 def serve(
@@ -64,6 +127,8 @@ def serve(
     from bot.app import create_app
 
     settings = load_settings()
+    say_database(settings)
+    require_rules(settings.rules_path)
     if not no_migrate:
         open_database(settings).dispose()
     port = port or int(os.environ.get("PORT", "8000"))
@@ -81,7 +146,11 @@ def worker(
     from bot.worker.entrypoints import install_services
     from bot.worker.process import run_worker
 
-    services = _services(migrate=not no_migrate, for_worker=True)
+    settings = load_settings()
+    say_database(settings)
+    if settings.redis_url:  # else build_services says it is not set
+        _require_redis(settings.redis_url)
+    services = _services(settings, migrate=not no_migrate, for_worker=True)
     configure_logging(services.settings.secrets(), services.settings.log_level)
     install_services(services)
     try:
@@ -96,13 +165,13 @@ def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
     settings = load_settings()
     open_database(settings).dispose()
-    typer.echo(f"database at {settings.effective_database_url} is up to date")
+    typer.echo(f"database {settings.database_label} is up to date")
 
 
 @events_app.command("failed")
 def events_failed(as_json: JsonFlag = False) -> None:
     """Inbound events that failed processing, with the reason."""
-    database = open_database(load_settings(), migrate=False)
+    database = open_existing_database(load_settings(), migrate=False)
     with database.transaction(readonly=True) as session:
         rows = [
             {"id": e.id, "provider": e.provider, "provider_event_id": e.provider_event_id,
@@ -133,7 +202,9 @@ def events_retry(
         raise typer.Exit(2)
     from bot.worker.drains import request_drain
 
-    services = _services()
+    settings = load_settings()
+    require_database(settings)
+    services = _services(settings)
     event_ids = None if all_ else [event_id]
     with services.db.transaction() as session:
         count = len(retry_events(session, event_ids=event_ids))
@@ -159,9 +230,9 @@ def _say_not_retried(kept: list[tuple[str, int]]) -> None:
 @jobs_app.command("failed")
 def jobs_failed(as_json: JsonFlag = False) -> None:
     """Background jobs that failed for good, with their error."""
-    services = _services()
-    rows = [_job_row(job) for job in _failed_jobs(services)]
-    services.close()
+    jobs = _jobs()
+    rows = [_job_row(job) for job in _failed_jobs(jobs)]
+    jobs.redis.close()
     if as_json:
         print_json(rows)
         return
@@ -181,8 +252,8 @@ def jobs_requeue(
     if (job_id is None) == (not all_):
         typer.echo("opsbot: give a job ID or --all", err=True)
         raise typer.Exit(2)
-    services = _services()
-    registry = FailedJobRegistry(queue=services.jobs.queue)
+    jobs = _jobs()
+    registry = FailedJobRegistry(queue=jobs.queue)
     ids = [job_id] if job_id else registry.get_job_ids()
     done = 0
     for one in ids:
@@ -191,16 +262,16 @@ def jobs_requeue(
             done += 1
         except Exception as exc:  # unknown id or not failed: say so, go on
             typer.echo(f"{one}: {exc.__class__.__name__} {exc}", err=True)
-    services.close()
+    jobs.redis.close()
     typer.echo(f"{done} job(s) requeued")
     if job_id and not done:
         raise typer.Exit(1)
 
 
-def _failed_jobs(services) -> list[Job]:
-    registry = FailedJobRegistry(queue=services.jobs.queue)
-    jobs = Job.fetch_many(registry.get_job_ids(), connection=services.redis)
-    return [job for job in jobs if job is not None]
+def _failed_jobs(jobs: Jobs) -> list[Job]:
+    registry = FailedJobRegistry(queue=jobs.queue)
+    found = Job.fetch_many(registry.get_job_ids(), connection=jobs.redis)
+    return [job for job in found if job is not None]
 
 
 def _job_row(job: Job) -> dict:

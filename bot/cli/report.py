@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.support import load_settings
-from bot.core.bootstrap import open_database
+from bot.cli.support import load_settings, open_existing_database
 from bot.core.settings import Settings
 from rules import RulesError, load_rules
 from store.reports import (
@@ -65,7 +64,7 @@ def report(
     start = _since_option(since, now)
     settings = load_settings()
     minutes = minutes_per_task if minutes_per_task is not None else _rules_minutes(settings)
-    database = open_database(settings)
+    database = open_existing_database(settings)
     try:
         with database.transaction() as session:
             result = build_report(session, since=start, until=now, minutes_per_task=minutes)
@@ -138,10 +137,15 @@ def _times_section(report: Report) -> str:
     rows = [["Response times", "tasks", "mean", "median"]]
     for label, stats in (
         ("  first response", report.first_response),
+        ("  time to accept", report.accept),
         ("  resolution", report.resolution),
     ):
         rows.append([label, *_stats_cells(stats)])
-    return _table(rows)
+    note = (
+        "first response = the first reply a person sent the customer (WhatsApp accepted it);\n"
+        "the automatic acknowledgement does not count, nor does accepting the task"
+    )
+    return _table(rows) + "\n" + note
 
 
 def _stats_cells(stats: DurationStats) -> list[str]:

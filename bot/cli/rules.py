@@ -32,6 +32,7 @@ from rules import (
     render_template,
     route,
 )
+from rules.eta import describe_due
 
 rules_app = typer.Typer(help="Check rules.yaml and try messages against it.", no_args_is_help=True)
 
@@ -83,7 +84,7 @@ def test(
     deadlines = compute_deadlines(config, priority=decision.priority, start=now, sla=decision.sla)
     routing = route(config, team=decision.team, skills=decision.skills,
                     language=decision.language, agents=_everyone_free(config), now=now)
-    reply = _sample_reply(config, decision, deadlines, phone)
+    reply = _sample_reply(config, decision, deadlines, phone, now)
     timers = _planned_timers(config, decision, deadlines, routing, now)
     if as_json:
         found = _as_dict(decision, deadlines, routing, reply, now)
@@ -119,14 +120,22 @@ def _everyone_free(config: RulesConfig) -> dict[str, AgentState]:
 
 
 def _sample_reply(config: RulesConfig, decision: Decision, deadlines: Deadlines,
-                  phone: str | None) -> str | None:
+                  phone: str | None, now: datetime) -> str | None:
     template = pick_language_text(decision.reply, decision.language, config.default_language)
     if template is None or decision.ignore:
         return None
     policy = config.policy(decision.sla)
+    language = decision.language or config.default_language
+
+    def eta(due: datetime) -> str:
+        return describe_due(due, now=now, calendar=config.calendar, language=language,
+                            business_hours=policy.business_hours)
+
     values = {"contact": {"name": phone or "Cliente", "phone": phone or ""},
               "task": {"number": "N"},
-              "sla": {"first_response": policy.first_response, "resolution": policy.resolution}}
+              "sla": {"first_response": policy.first_response, "resolution": policy.resolution,
+                      "first_response_eta": eta(deadlines.first_response_due),
+                      "resolution_eta": eta(deadlines.resolution_due)}}
     return render_template(template, values)
 
 

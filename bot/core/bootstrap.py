@@ -1,29 +1,61 @@
 """The one place that turns settings into connected parts: database, rules, Redis, jobs and
 the senders of every channel that is on."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.retry import Retry
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.core import tunables
 from bot.core.jobs import Jobs
 from bot.core.services import Services
-from bot.core.settings import ConfigError, Settings, reveal
+from bot.core.settings import ConfigError, Settings, hide_password, reveal
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import ChannelSender
 from notifiers.slack import SlackSender
 from notifiers.telegram import TelegramSender
 from rules import RulesHolder
-from store.db import Database, upgrade_database
+from store.db import Database, is_unavailable, upgrade_database
 
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Database:
-    """The configured database, migrated to the latest schema unless told otherwise."""
+    """The configured database, migrated to the latest schema unless told otherwise.
+
+    Raises ConfigError when DATABASE_URL cannot be used or, migrating, the database does not
+    answer (see `database_errors_explained`)."""
     url = settings.effective_database_url
-    if migrate:
-        upgrade_database(url)
-    return Database(url)
+    with database_errors_explained(settings):
+        if migrate:
+            upgrade_database(url)
+        return Database(url)
+
+
+@contextmanager
+def database_errors_explained(settings: Settings) -> Iterator[None]:
+    """Turns an unusable DATABASE_URL, or a database that cannot be reached, into a ConfigError
+    of one line that says what to do; other errors pass unchanged."""
+    try:
+        yield
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"DATABASE_URL cannot be used ({first_line(exc)}): fix it, or leave "
+                          f"it unset for SQLite under var/") from exc
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        reason = first_line(getattr(exc, "orig", None) or exc)
+        raise ConfigError(f"cannot open the database {settings.database_label} ({reason}): "
+                          f"start it, or fix DATABASE_URL") from exc
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (drivers add hints and links below it)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
 
 
 def build_senders(settings: Settings) -> dict[str, ChannelSender]:
@@ -52,13 +84,26 @@ def connect_redis(url: str, *, for_worker: bool = False) -> Redis:
     for a job. A timeout is never retried (the command may have run, and a hanging server would
     be waited for again); a dropped connection is retried once, at once."""
     answer_within = worker_socket_timeout() if for_worker else tunables.REDIS_SOCKET_TIMEOUT
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=tunables.REDIS_CONNECT_TIMEOUT,
-        socket_timeout=answer_within,
-        health_check_interval=tunables.REDIS_HEALTH_CHECK_INTERVAL,
-        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-    )
+    try:
+        return Redis.from_url(
+            url,
+            socket_connect_timeout=tunables.REDIS_CONNECT_TIMEOUT,
+            socket_timeout=answer_within,
+            health_check_interval=tunables.REDIS_HEALTH_CHECK_INTERVAL,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        )
+    except ValueError as exc:  # redis-py's word for a URL it cannot read
+        raise ConfigError(f"REDIS_URL cannot be used ({first_line(exc)}): fix it, or leave it "
+                          f"unset (`opsbot run` starts an embedded Redis)") from exc
+
+
+def check_redis(redis: Redis, url: str) -> None:
+    """Raises ConfigError, saying what to do, when Redis does not answer a PING."""
+    try:
+        redis.ping()
+    except (RedisError, OSError) as exc:
+        raise ConfigError(f"Redis at {hide_password(url)} does not answer ({first_line(exc)}): "
+                          f"start it, or fix REDIS_URL") from exc
 
 
 def worker_socket_timeout() -> float:

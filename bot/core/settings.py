@@ -6,7 +6,16 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The one place that says where opsbot keeps its data when DATABASE_URL is unset: SQLite in
+# var/ under the working directory, so each folder is its own installation (`opsbot run`, the
+# demo and the tests each get theirs). Every command names the database it uses (README:
+# Configuration).
 VAR_DIR = Path("var")
+DEFAULT_DATABASE = VAR_DIR / "opsbot.db"
+DATABASE_SCHEMES = ("sqlite", "postgresql")  # SQLAlchemy backends the migrations support
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DATABASE_HELP = ("Data: DATABASE_URL, else SQLite at var/opsbot.db under the folder it runs in "
+                 "(README: Configuration).")
 
 
 class ConfigError(Exception):
@@ -45,6 +54,19 @@ class Settings(BaseSettings):
         # Heroku-style URLs say postgres://; SQLAlchemy wants a dialect+driver name.
         if url and url.startswith(("postgres://", "postgresql://")):
             return "postgresql+psycopg://" + url.split("://", 1)[1]
+        if url and _scheme(url) not in DATABASE_SCHEMES:
+            raise ConfigError(_unsupported("DATABASE_URL", url, "a PostgreSQL URL "
+                                           "(postgresql://USER:PASSWORD@HOST:5432/NAME)",
+                                           f"SQLite at {DEFAULT_DATABASE}"))
+        return url or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_scheme(cls, url: str | None) -> str | None:
+        if url and _scheme(url) not in REDIS_SCHEMES:
+            raise ConfigError(_unsupported("REDIS_URL", url, "redis://HOST:6379/0, rediss://… "
+                                           "or unix:///PATH", "`opsbot run` starts an "
+                                           "embedded Redis"))
         return url or None
 
     @model_validator(mode="after")
@@ -68,7 +90,18 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         """The database to use: `DATABASE_URL`, or SQLite under var/."""
-        return self.database_url or f"sqlite:///{(VAR_DIR / 'opsbot.db').resolve()}"
+        return self.database_url or f"sqlite:///{DEFAULT_DATABASE.resolve()}"
+
+    @property
+    def database_label(self) -> str:
+        """The database in words, for the first line of a command (no password)."""
+        if not self.database_url:
+            return f"SQLite at {DEFAULT_DATABASE.resolve()} (DATABASE_URL is not set)"
+        return hide_password(self.database_url)
+
+    @property
+    def uses_default_database(self) -> bool:
+        return not self.database_url
 
     @property
     def whatsapp_enabled(self) -> bool:
@@ -101,6 +134,27 @@ class Settings(BaseSettings):
 SECRET_FIELDS = ("whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token",
                  "slack_bot_token", "slack_signing_secret", "slack_app_token",
                  "telegram_bot_token", "telegram_webhook_secret")
+
+
+def hide_password(url: str) -> str:
+    """`url` with its password, if any, replaced by stars."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _scheme(url: str) -> str:
+    """The backend of a URL (`postgresql` for postgresql+psycopg://…; "" when none)."""
+    head, found, _ = url.partition("://")
+    return head.split("+", 1)[0].lower() if found else ""
+
+
+def _unsupported(name: str, url: str, use: str, unset: str) -> str:
+    # Never the URL itself in the message: it may hold a password.
+    scheme = _scheme(url)
+    what = f"{scheme}:// is not supported" if scheme else "is not a URL (no scheme://)"
+    return f"{name} {what}: use {use}, or leave it unset ({unset})"
 
 
 def reveal(secret: SecretStr | str | None) -> str:

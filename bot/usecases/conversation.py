@@ -24,6 +24,7 @@ from rules import (
     pick_language_text,
     render_template,
 )
+from rules.eta import describe_due
 from store.contacts import note_inbound, upsert_contact
 from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, ActorKind
@@ -42,7 +43,7 @@ class MessageOutcome(StrEnum):
     THREADED = "threaded"  # added to the customer's open task
     RATED = "rated"  # a satisfaction rating of the last task
     REOPENED = "reopened"  # reopened the customer's recently closed task
-    RECORDED = "recorded"  # kept, no task: ignored by the rules, or a reaction
+    RECORDED = "recorded"  # ignored, or a reaction: kept (on a recently closed task, not reopened)
     CREATED = "created"  # a new task
 
 
@@ -67,13 +68,15 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
     if tasks.open is not None:
         _thread(session, config, tasks.open, stored, contact, now)
         return MessageOutcome.THREADED
-    if message.type == "reaction" or decision.ignore:
-        return MessageOutcome.RECORDED
     task = _reopenable(config, tasks.last, message.at)
-    rating = read_rating(stored.text or "")
+    # A rating first: "5" or "⭐⭐⭐" answers "how did we do?" even where a rule ignores it.
+    rating = read_rating(stored.text or "") if message.type != "reaction" else None
     if task is not None and rating is not None and task.rating is None:
         _rate(session, task, stored, contact, rating, now)
         return MessageOutcome.RATED
+    if message.type == "reaction" or decision.ignore:
+        _keep_on_closed(session, task, stored, contact, now)
+        return MessageOutcome.RECORDED
     if task is not None:
         _reopen(session, config, task, stored, contact, now)
         return MessageOutcome.REOPENED
@@ -131,6 +134,18 @@ def _reopenable(config: RulesConfig, last: Task | None, at: datetime) -> Task | 
     return last if ended >= at - config.reopen_within else None
 
 
+def _keep_on_closed(session: Session, task: Task | None, stored: Message, contact: Contact,
+                    now: datetime) -> None:
+    # A courtesy ("¡Muchas gracias por todo!") or a reaction after the closing belongs to
+    # that conversation: kept on the task's trail, but it reopens and notifies nothing.
+    if task is None:
+        return
+    stored.task_id = task.id
+    record_event(session, task=task, actor=_customer(contact).label, action=Audit.MESSAGE,
+                 details={"message_id": stored.id, "type": stored.type,
+                          "text": (stored.text or "")[:1000], "reopened": False}, at=now)
+
+
 _RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$|^\s*((?:⭐\ufe0f?){1,5})\s*$")
 
 
@@ -154,8 +169,15 @@ def _rate(session: Session, task: Task, stored: Message, contact: Contact, ratin
 
 def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
             contact: Contact, now: datetime) -> None:
+    # The SLA starts again from the reopening: the old due times may be long past. The first
+    # response already made stays the task's first response.
+    sla = task.sla_policy if task.sla_policy in config.sla else None
+    first_due, resolution_due = due_times(config, priority=task.priority, start=now, sla=sla)
     transition_task(session, task=task, action=Action.REOPEN, actor=_customer(contact),
-                    reason="the customer wrote again", now=now)
+                    reason="the customer wrote again", now=now,
+                    details={"first_response_due": first_due.isoformat(),
+                             "resolution_due": resolution_due.isoformat()})
+    task.first_response_due, task.resolution_due = first_due, resolution_due
     _thread(session, config, task, stored, contact, now)
     if task.assignee_id is None:
         assign_task(session, config=config, task=task, now=now)
@@ -198,9 +220,12 @@ def _acknowledge(session: Session, config: RulesConfig, decision: Decision, task
 
 
 def reply_values(config: RulesConfig, task: Task, contact: Contact,
-                 message: InboundMessage | None = None) -> dict[str, Any]:
+                 message: InboundMessage | None = None, *,
+                 now: datetime | None = None) -> dict[str, Any]:
     """The `{contact.*}`, `{task.*}`, `{sla.*}`, `{agent.*}`, `{message.*}` values of a customer
-    reply; what the customer wrote is echoed at most ECHO_LIMIT characters long."""
+    reply; what the customer wrote is echoed at most ECHO_LIMIT characters long. The `*_eta`
+    values say when each deadline falls as seen at `now` (default: the task's creation, the
+    moment of its acknowledgement)."""
     policy = config.policy(task.sla_policy or task.priority)
     agent = config.agent(task.assignee_id) if task.assignee_id else None
     return {
@@ -208,11 +233,22 @@ def reply_values(config: RulesConfig, task: Task, contact: Contact,
                     "language": contact.language, "phone": contact.phone},
         "task": {"number": task.number, "ref": task.ref, "title": task.title,
                  "category": task.category, "priority": task.priority, "team": task.team},
-        "sla": {"first_response": policy.first_response, "resolution": policy.resolution},
+        "sla": {"first_response": policy.first_response, "resolution": policy.resolution,
+                **_etas(config, task, policy.business_hours, now or task.created_at)},
         "agent": {"name": agent.name if agent else ""},
         "message": {"text": echo(message.text if message else ""),
                     "type": message.type if message else ""},
     }
+
+
+def _etas(config: RulesConfig, task: Task, business_hours: bool,
+          now: datetime) -> dict[str, str]:
+    language = task.language or config.default_language
+    dues = {"first_response_eta": task.first_response_due,
+            "resolution_eta": task.resolution_due}
+    return {name: describe_due(due, now=now, calendar=config.calendar, language=language,
+                               business_hours=business_hours) if due else ""
+            for name, due in dues.items()}
 
 
 def apply_status_update(session: Session, *, status: DeliveryStatus, now: datetime) -> bool:

@@ -30,17 +30,18 @@ from notifiers.channels import CardRef, ChannelSender
 from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import Notification, NotificationKind
 from notifiers.queueing import card_recipient, queue_notification
-from rules import RulesConfig
+from rules import RulesConfig, detect_language
 from store.claims import hand_over
+from store.contacts import reply_window_closes
 from store.db import Database
 from store.events import Audit, record_event
 from store.models import Contact, Message, OutboxMessage, OutboxStatus, Task
 from store.outbox import CUSTOMER_CHANNEL, mark_outbox_sent
+from store.tasks import record_first_response
 from store.types import utcnow
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window: free text inside it
 
 
 class DeliveryOutcome(StrEnum):
@@ -211,6 +212,7 @@ class _CustomerSend:
     text: str
     via: str  # "text" or "template"
     already_sent: str | None
+    language: str | None = None  # the customer's, when the message was queued
 
 
 def send_customer_message(db: Database, outlets: Outlets, outbox: OutboxMessage) -> str:
@@ -239,11 +241,13 @@ def _plan(db: Database, outbox: OutboxMessage, *, now: datetime) -> _CustomerSen
         if contact is None:
             raise PermanentDeliveryError(f"outbox {outbox.id} has no customer to send to")
         to = contact.wa_id or contact.user_id or outbox.payload.get("to")
-        inside = contact.last_inbound_at is not None and now - contact.last_inbound_at < WINDOW
+        closes = reply_window_closes(contact)
+        inside = closes is not None and now < closes
         text = (message.text if message else None) or outbox.payload.get("text", "")
         sent = message.provider_message_id if message is not None else None
         return _CustomerSend(message_id, str(to), contact.business_phone_id, text,
-                             "text" if inside else "template", sent)
+                             "text" if inside else "template", sent,
+                             outbox.payload.get("language") or contact.language)
 
 
 def _send_customer(outlets: Outlets, plan: _CustomerSend) -> str:
@@ -256,8 +260,12 @@ def _send_customer(outlets: Outlets, plan: _CustomerSend) -> str:
         raise PermanentDeliveryError(
             "WhatsApp: the customer wrote more than 24 h ago and rules.yaml has no "
             "out_of_window_template to send instead")
+    # The template's own words must be in the language of the text it carries.
+    config = outlets.config
+    language = template.language_for(detect_language(plan.text, template.languages),
+                                     plan.language, config.default_language)
     return outlets.whatsapp.send_template(to=plan.to, template=template, text=plan.text,
-                                          sender=plan.sender)
+                                          sender=plan.sender, language=language)
 
 
 def _record_customer_send(db: Database, plan: _CustomerSend, *, wamid: str | None = None,
@@ -272,6 +280,7 @@ def _record_customer_send(db: Database, plan: _CustomerSend, *, wamid: str | Non
         if wamid:
             message.provider_message_id, message.status = wamid, "sent"
             message.sent_at, message.error = utcnow(), None
+            record_first_response(session, message=message, at=message.sent_at)
         else:
             message.error = error[:4000] if error else None
 

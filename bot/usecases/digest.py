@@ -1,7 +1,8 @@
 """The daily digest: each agent's open tasks, sent when their working day starts.
 
 The worker schedules each agent's next digest (`bot.worker.timers.schedule_digests`) at
-`next_day_start`; when it fires, `queue_digest` queues the card once per agent and day.
+`next_day_start`; when it fires, `start_day` routes the tasks waiting for the agent's teams
+(she is now available) and `queue_digest` queues the card once per agent and day.
 """
 
 from datetime import date, datetime
@@ -9,6 +10,7 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from bot.usecases.assignment import route_waiting
 from notifiers.queueing import queue_notification
 from rules import RulesConfig
 from rules.calendar import intervals
@@ -37,6 +39,16 @@ def next_day_start(config: RulesConfig, agent_id: str, *, now: datetime) -> date
         if len(seen) > 370:
             break
     return None
+
+
+def start_day(session: Session, *, config: RulesConfig, agent_id: str, day: str,
+              now: datetime) -> DigestOutcome:
+    """The agent's working day starts: routes the tasks waiting for her teams, then queues her
+    digest of `day` (which lists what she was just given)."""
+    agent = config.agent(agent_id)
+    route_waiting(session, config=config, teams=agent.teams if agent else (), now=now)
+    session.flush()
+    return queue_digest(session, config=config, agent_id=agent_id, day=day)
 
 
 def queue_digest(session: Session, *, config: RulesConfig, agent_id: str,

@@ -12,9 +12,9 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
-from bot.usecases.assignment import assign_task
+from bot.usecases.assignment import assign_task, notify_team, route_waiting
 from bot.usecases.lateness import queue_late_summary
-from notifiers.queueing import queue_notification
+from notifiers.queueing import queue_notification, team_recipients
 from rules import UNACCEPTED, Priority, RulesConfig, SlaClock, plan_timers, push_due_times
 from rules.sla import LATE_SUMMARY
 from store.events import Audit, list_events, list_wait_events, record_event
@@ -114,20 +114,20 @@ def handle_timer(session: Session, config: RulesConfig, task: Task, kind: str, a
 
 def remind(session: Session, config: RulesConfig, task: Task, deadline: str, percent: int,
            at_iso: str, *, now: datetime) -> TimerOutcome:
-    """Reminds the assignee once per task/deadline/percent/instant (audited as a reminder)."""
+    """Reminds the assignee (a waiting task: its team channel, else its supervisor) once per
+    task/deadline/percent/instant (audited as a reminder)."""
     details = {"kind": deadline, "percent": percent, "at": at_iso}
     if _audited(session, task, Audit.REMINDER, details):
         return TimerOutcome.ALREADY_DONE
     due = getattr(task, f"{deadline}_due")
-    queue_notification(
-        session,
-        config=config,
-        kind="reminder",
-        task=task,
-        agent_id=task.assignee_id,
-        dedupe_key=f"reminder-{task.id}-{deadline}-{percent}-{at_iso}",
-        details={"deadline": deadline, "percent": percent, "due": due.isoformat()},
-    )
+    card = {"deadline": deadline, "percent": percent, "due": due.isoformat()}
+    key = f"reminder-{task.id}-{deadline}-{percent}-{at_iso}"
+    if task.assignee_id is None:
+        notify_team(session, config=config, kind="reminder", task=task, dedupe_key=key,
+                    details=card)
+    else:
+        queue_notification(session, config=config, kind="reminder", task=task,
+                           agent_id=task.assignee_id, dedupe_key=key, details=card)
     record_event(
         session,
         task=task,
@@ -155,6 +155,8 @@ def escalate(session: Session, config: RulesConfig, task: Task, deadline: str, d
 
 def _notify_supervisor(session, config, task: Task, deadline, due_iso, *, now) -> dict:
     supervisor = config.supervisor_of(task.team)
+    if task.assignee_id is None:  # nobody holds it: the team may claim it too
+        _notify_team_of_breach(session, config, task, deadline, due_iso)
     if supervisor is None:
         return {"supervisor": None}
     queue_notification(
@@ -172,6 +174,14 @@ def _notify_supervisor(session, config, task: Task, deadline, due_iso, *, now) -
         },
     )
     return {"supervisor": supervisor}
+
+
+def _notify_team_of_breach(session, config, task: Task, deadline, due_iso) -> None:
+    if team_recipients(config, task.team):
+        queue_notification(session, config=config, kind="breach", task=task, agent_id=None,
+                           dedupe_key=f"breach-team-{task.id}-{deadline}-{due_iso}",
+                           details={"deadline": deadline, "due": due_iso,
+                                    "step": "notify_supervisor"})
 
 
 def _reassign(session, config, task: Task, deadline, due_iso, *, now) -> dict:
@@ -221,7 +231,8 @@ def expire_offer(session: Session, config: RulesConfig, task: Task, *,
 def offer_to_next(session: Session, config: RulesConfig, task: Task, *, exclude: set[str | None],
                   now: datetime) -> str | None:
     """Routes `task` again without `exclude` (and whoever declined it); tells the previous
-    assignee when it moved away. Returns the new agent or None (the task stays as it is)."""
+    assignee when it moved away, and routes the tasks waiting for their teams (they have room
+    again). Returns the new agent or None (the task stays as it is)."""
     previous = task.assignee_id
     skip = {a for a in (*exclude, *task.declined_by) if a}
     result = assign_task(session, config=config, task=task, now=now, exclude=skip)
@@ -235,6 +246,8 @@ def offer_to_next(session: Session, config: RulesConfig, task: Task, *, exclude:
             dedupe_key=f"away-{task.id}-{previous}-{task.timer_generation}",
             details={"agent": result.agent_id},
         )
+        freed = config.agent(previous)
+        route_waiting(session, config=config, teams=freed.teams if freed else (), now=now)
     return result.agent_id
 
 

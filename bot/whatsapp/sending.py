@@ -35,10 +35,10 @@ class WhatsAppSender:
         return self._call(lambda wa: wa.send_message(to=to, text=text, sender=sender).id)
 
     def send_template(self, *, to: str, template: TemplateRef, text: str,
-                      sender: str | None = None) -> str:
-        """Sends `template` with `text` as its body parameter from `sender` (default:
-        `phone_id`); returns the wamid."""
-        language = TemplateLanguage(template.language)
+                      sender: str | None = None, language: str | None = None) -> str:
+        """Sends `template` in `language` (default: its first) with `text` as its body
+        parameter from `sender` (default: `phone_id`); returns the wamid."""
+        language = TemplateLanguage(language or template.language)
         return self._call(lambda wa: wa.send_template(
             to=to, name=template.name, language=language, params=[BodyText.params(text)],
             sender=sender).id)

@@ -11,7 +11,7 @@ import logging
 from bot.core.bootstrap import build_services
 from bot.core.services import Services
 from bot.core.settings import Settings
-from bot.usecases.digest import queue_digest
+from bot.usecases.digest import start_day
 from bot.usecases.escalation import fire_timer as fire_timer_now
 from bot.worker.drains import drain_for_job, request_drain
 from bot.worker.retries import deliver as deliver_row
@@ -68,10 +68,11 @@ def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
 
 
 def send_digest(agent_id: str, day: str) -> str:
-    """One agent's digest of `day`; then a drain."""
+    """One agent's working day starts: waiting tasks routed, her digest of `day`; then a
+    drain."""
     services = current_services()
     with services.db.transaction() as session:
-        outcome = queue_digest(session, config=services.rules.current, agent_id=agent_id,
-                               day=day)
+        outcome = start_day(session, config=services.rules.current, agent_id=agent_id,
+                            day=day, now=utcnow())
     request_drain(services)
     return outcome

@@ -20,6 +20,7 @@ from rq.utils import now as now_utc
 from bot.core import tunables
 from bot.core.services import Services
 from bot.worker.sweeper import ALIVE_KEY, sweep
+from rules import prepare_language_detection
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def run_worker(services: Services, *, burst: bool = False) -> bool:
     Returns whether any job ran. A burst run sweeps once first, so it also re-drives.
     """
     tune_redis(services.redis)
+    prepare_language_detection(services.rules.current)  # not on the first message's time
     worker = make_worker(services)
     alive_key = ALIVE_KEY.format(worker.name)
     services.redis.set(alive_key, 1, ex=tunables.ALIVE_TTL)

@@ -68,10 +68,12 @@ def make_services(database_url: str, redis_url: str, rules_path: Path) -> Servic
 
 
 def new_task(
-    services: Services, *, sla: str = "normal", assign_to: str | None = "ana", accept: bool = False
+    services: Services, *, sla: str = "normal", assign_to: str | None = "ana", accept: bool = False,
+    answered: bool = False,
 ) -> int:
-    """A task with its deadlines, assigned (by routing, starting with `assign_to`) and maybe
-    accepted; returns its id. The caller dispatches."""
+    """A task with its deadlines, assigned (by routing, starting with `assign_to`), maybe
+    accepted and maybe `answered` (the agent's first reply reached the customer: only the
+    resolution timers are left); returns its id. The caller dispatches."""
     config = services.rules.current
     now = utcnow()
     deadlines = compute_deadlines(config, priority="normal", start=now, sla=sla)
@@ -94,6 +96,8 @@ def new_task(
         if accept:
             agent = Actor(ActorKind.AGENT, task.assignee_id)
             transition_task(session, task=task, action=Action.ACCEPT, actor=agent, now=now)
+        if answered:
+            task.first_response_at = now
         return task.id
 
 

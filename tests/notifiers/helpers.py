@@ -56,7 +56,8 @@ def make_task(session, *, assignee: str | None = None, language: str = "es",
     """A task of `team` (logistics) for a customer, assigned to `assignee` when given."""
     contact = session.query(Contact).filter_by(wa_id="34600000001").first()
     if contact is None:
-        contact = Contact(wa_id="34600000001", name="Carmen Ruiz", language=language)
+        contact = Contact(wa_id="34600000001", name="Carmen Ruiz", language=language,
+                          last_inbound_at=NOW)  # wrote just now: the reply window is open
         session.add(contact)
         session.flush()
     task = create_task(session, title="Cambio de envío", category="operations",

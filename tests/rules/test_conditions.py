@@ -88,6 +88,16 @@ CASES = [
     ("lang-detected", "{language: en}", {"text": "where is my order please"}, True),
     ("lang-given", "{language: [en]}", {"text": "xyz", "language": "en"}, True),
     ("lang-other", "{language: en}", {"text": "¿dónde está mi pedido?"}, False),
+    # word_count: words are letters or digits; emoji and punctuation do not count
+    ("words-max", "{word_count: {max: 6}}", {"text": "¡Muchas gracias por todo!"}, True),
+    ("words-over-max", "{word_count: {max: 3}}", {"text": "¡Muchas gracias por todo!"}, False),
+    ("words-emoji-not-words", "{word_count: {max: 0}}", {"text": "👍🙏 !!"}, True),
+    ("words-min", "{word_count: {min: 2, max: 2}}", {"text": "ok, thanks 👍"}, True),
+    ("words-under-min", "{word_count: {min: 3}}", {"text": "ok, thanks 👍"}, False),
+    ("courtesy", "{keywords: {any: [gracias, thanks], none: ['?', pero]}, word_count: {max: 6}}",
+     {"text": "Muchas gracias por todo!"}, True),
+    ("courtesy-too-long", "{keywords: [gracias], word_count: {max: 6}}",
+     {"text": "Gracias, el pedido 4411 llegó roto otra vez"}, False),
     # several keys mean AND; all / any / not nest
     ("and-both", "{keywords: [envío], type: text}", {"text": "envío"}, True),
     ("and-one-fails", "{keywords: [envío], customer_status: vip}", {"text": "envío"}, False),
@@ -121,6 +131,7 @@ REASONS = [
     ("{campaign: {button_payload: promo_}}", {"button_payload": "promo_x"},
      "button payload 'promo_x'"),
     ("{not: {customer_status: vip}}", {}, "not {'customer_status': ('vip',)}"),
+    ("{word_count: {max: 6}}", {"text": "gracias 👍"}, "1 word (at most 6)"),
     ("{flow: {name: csat, fields: {rating: 1}}}",
      {"flow_name": "csat", "flow_fields": {"rating": "1"}}, "flow field rating = '1'"),
 ]

@@ -13,10 +13,12 @@ from rules import (
     Priority,
     RulesConfig,
     compute_deadlines,
+    due_times,
     load_rules,
     render_template,
     route,
 )
+from rules.eta import describe_due
 
 from .helpers import decide, madrid
 
@@ -128,8 +130,9 @@ def test_acknowledgement_with_content_is_not_ignored(config: RulesConfig, text: 
 
 @pytest.mark.parametrize(("text", "language", "greeting"), [
     ("Hola, una consulta", "es", "Hola Ana, hemos recibido tu mensaje (#12). Te respondemos "
-                                 "en 4 h."),
-    ("Hello, a question", "en", "Hi Ana, we got your message (#12). We will reply within 4 h."),
+                                 "hoy antes de las 14:00."),
+    ("Hello, a question", "en", "Hi Ana, we got your message (#12). We will reply today by "
+                                "2:00\u202fPM."),
 ])
 def test_fallback_replies_in_both_languages(config: RulesConfig, text: str, language: str,
                                             greeting: str) -> None:
@@ -137,9 +140,12 @@ def test_fallback_replies_in_both_languages(config: RulesConfig, text: str, lang
     assert [m.name for m in decision.matched] == ["fallback"]
     assert (decision.category, decision.team, decision.language) == ("support", "support",
                                                                      language)
-    policy = config.policy(decision.sla)
+    # The acknowledgement promises the real deadline (4 business hours: 14:00), not "4 h".
+    first_due, _ = due_times(config, priority=decision.priority, start=WEDNESDAY_10,
+                             sla=decision.sla)
+    eta = describe_due(first_due, now=WEDNESDAY_10, calendar=config.calendar, language=language)
     values = {"contact": {"name": "Ana Pérez"}, "task": {"number": 12},
-              "sla": {"first_response": policy.first_response}}
+              "sla": {"first_response_eta": eta}}
     assert render_template(decision.reply[language], values) == greeting
 
 
@@ -147,5 +153,5 @@ def test_every_rule_replies_in_es_and_en(config: RulesConfig) -> None:
     for rule in config.rules:
         if not rule.then.ignore and rule.then.reply:
             assert set(rule.then.reply) == {"es", "en"}, rule.name
-            assert all("#{task.number}" in text and "{sla.first_response}" in text
+            assert all("#{task.number}" in text and "{sla.first_response_eta}" in text
                        for text in rule.then.reply.values()), rule.name

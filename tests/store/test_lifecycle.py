@@ -146,10 +146,11 @@ def test_timestamps_are_set_and_timezone_aware_utc(db):
     ref = drive(db, TO_CLOSED)
     with db.transaction() as session:
         task = get_task(session, ref=ref)
-    for value in (task.created_at, task.assigned_at, task.accepted_at, task.first_response_at,
-                  task.resolved_at, task.closed_at):
+    for value in (task.created_at, task.assigned_at, task.accepted_at, task.resolved_at,
+                  task.closed_at):
         assert value is not None and value.tzinfo is not None
         assert value.utcoffset().total_seconds() == 0
+    assert task.first_response_at is None  # transitions never answer the customer: a reply does
 
 
 def test_naive_datetimes_are_refused(db):

@@ -63,6 +63,12 @@ class History:
         self.event(task, Audit.ROUTED, at, agent=agent_id, automatic=True)
         self.move(task, Action.ASSIGN, SYSTEM, at, assignee=agent_id)
 
+    def reply(self, task, actor, at) -> None:
+        """An agent's reply that WhatsApp accepted at `at`: the `reply` event, and the first
+        response as delivery records it (store.tasks.record_first_response)."""
+        self.event(task, Audit.REPLY, at, actor=actor.label, text="on it")
+        task.first_response_at = task.first_response_at or at
+
     def rate(self, task, rating, at) -> None:
         task.rating = rating
         self.event(task, Audit.RATED, at, actor=f"customer:{CUSTOMER.id}", rating=rating)
@@ -77,18 +83,21 @@ def build_history(session) -> None:
     h.route(t1, "bea", d(16, 10, 1))
     h.event(t1, Audit.REMINDER, d(16, 10, 15), kind="first_response", percent=50)  # too early
     h.move(t1, Action.ACCEPT, bea, d(16, 10, 30))
+    h.reply(t1, bea, d(16, 10, 40))
     h.move(t1, Action.CLOSE, bea, d(17, 9))
     h.rate(t1, 1, d(17, 10))
 
     t2 = h.create(d(15, 10), "support", "support")  # open the whole time
     h.route(t2, "ana", d(15, 10, 1))
     h.move(t2, Action.ACCEPT, ana, d(15, 10, 5))
+    h.reply(t2, ana, d(15, 10, 50))
     h.move(t2, Action.WAIT, ana, d(15, 11))
 
     t3 = h.create(d(17, 9), "operations", "logistics", fr=d(17, 10), res=d(17, 17))
     h.route(t3, "ana", d(17, 9))
     h.move(t3, Action.ACCEPT, ana, d(17, 9, 10))
     h.move(t3, Action.START, ana, d(17, 9, 20))
+    h.reply(t3, ana, d(17, 9, 25))
     h.move(t3, Action.RESOLVE, ana, d(17, 11))
     h.move(t3, Action.CLOSE, ana, d(17, 12))
     h.rate(t3, 5, d(17, 12, 30))
@@ -100,6 +109,7 @@ def build_history(session) -> None:
     h.event(t4, Audit.REMINDER, d(17, 14, 15), kind="first_response", percent=50)
     h.event(t4, Audit.REMINDER, d(17, 14, 24), kind="first_response", percent=80)
     h.move(t4, Action.ACCEPT, carlos, d(17, 14, 40))  # 10 min after its due time
+    h.reply(t4, carlos, d(17, 14, 50))
     h.move(t4, Action.RESOLVE, carlos, d(18, 0))  # exactly at midnight: the 18th's
     h.move(t4, Action.CLOSE, carlos, d(18, 9, 5))
     h.rate(t4, 2, d(18, 10))
@@ -108,14 +118,14 @@ def build_history(session) -> None:
     h.route(t5, "ana", d(18, 9))
     h.event(t5, Audit.OFFER_EXPIRED, d(18, 9, 10), agent="ana")
     h.move(t5, Action.REASSIGN, MARTA, d(18, 9, 15), assignee="dan")  # a person routed it
-    h.move(t5, Action.ACCEPT, dan, d(18, 9, 30))
+    h.move(t5, Action.ACCEPT, dan, d(18, 9, 30))  # accepted, the customer never answered
     h.event(t5, Audit.REMINDER, d(18, 10, 30), kind="resolution", percent=50)
     h.event(t5, Audit.ESCALATED, d(18, 12), step="notify_supervisor")
     h.event(t5, Audit.ESCALATED, d(18, 12, 30), step="reassign")
 
     t6 = h.create(d(19, 8), "sales", "sales", fr=d(19, 9), res=d(21, 8))
     h.route(t6, "ana", d(19, 8))
-    h.move(t6, Action.ACCEPT, ana, d(19, 8, 20))
+    h.move(t6, Action.ACCEPT, ana, d(19, 8, 20))  # accepted in time, never answered: breached
     h.move(t6, Action.REASSIGN, SOFIA, d(19, 9), assignee="dan")  # after acceptance: still auto
 
     t7 = h.create(d(19, 10), "sales", "sales")  # no SLA, nobody available
@@ -126,6 +136,7 @@ def build_history(session) -> None:
     t9 = h.create(d(18, 15), "support", "logistics", fr=d(18, 15, 30), res=d(19, 15))
     h.route(t9, "bea", d(18, 15))
     h.move(t9, Action.ACCEPT, bea, d(18, 15, 5))
+    h.reply(t9, bea, d(18, 15, 20))
     h.move(t9, Action.RESOLVE, bea, d(18, 16))
     h.move(t9, Action.CLOSE, SYSTEM, d(18, 20))
     h.rate(t9, 3, d(18, 20, 30))
@@ -138,6 +149,7 @@ def build_history(session) -> None:
     t10 = h.create(d(20, 9), "operations", "logistics", fr=d(20, 10), res=d(20, 11))
     h.route(t10, "ana", d(20, 9))
     h.move(t10, Action.ACCEPT, ana, d(20, 9, 5))
+    h.reply(t10, ana, d(20, 9, 15))
     h.move(t10, Action.RESOLVE, ana, d(20, 9, 35))
     h.move(t10, Action.CLOSE, ana, d(20, 9, 40))
     t10.rating = 5  # a rating with no `rated` event still counts
@@ -159,25 +171,31 @@ def test_report_on_a_constructed_history(db):
     assert list(report.created.by_category) == ["operations", "support", "sales"]
     assert report.created.by_channel == {"whatsapp": 7, "web": 1}
 
-    # First responses (accept − created): T-3 600, T-4 2400, T-5 1800, T-6 1200, T-9 300,
-    # T-10 300 s; sorted 300 300 600 1200 1800 2400 → median (600 + 1200) / 2.
-    assert report.first_response == DurationStats(6, 6600 / 6, 900.0)
+    # First responses (first reply − created): T-3 1500, T-4 3000, T-9 1200, T-10 900 s;
+    # T-5 and T-6 were accepted but never answered. Sorted 900 1200 1500 3000 → median
+    # (1200 + 1500) / 2.
+    assert report.first_response == DurationStats(4, 6600 / 4, 1350.0)
+    # Time to accept (first accept − created): T-3 600, T-4 2400, T-5 1800, T-6 1200, T-9 300
+    # (its re-accept after reopening does not count), T-10 300 s; sorted 300 300 600 1200
+    # 1800 2400 → median (600 + 1200) / 2.
+    assert report.accept == DurationStats(6, 6600 / 6, 900.0)
     # Resolutions: T-3 2 h, T-4 10 h, T-9 20 h (its last resolution), T-10 35 min;
     # sorted 2100 7200 36000 72000 → median (7200 + 36000) / 2.
     assert report.resolution == DurationStats(4, 117300 / 4, 21600.0)
 
-    # Within: T-3, T-9, T-10. Breached: T-4 (late answer), T-5 (unresolved past its due).
-    # Pending: T-6 (resolution due on the 21st), T-8 (answer due at 13:00). No SLA: T-7.
+    # Within: T-3, T-9, T-10. Breached: T-4 (late answer), T-5 (unresolved past its due),
+    # T-6 (accepted in 20 min but no answer by 09:00 on the 19th). Pending: T-8 (answer due
+    # at 13:00). No SLA: T-7.
     sla = report.sla
-    assert sla.overall == share(3, 2, 2, 1, 3 / 5)
+    assert sla.overall == share(3, 3, 1, 1, 3 / 6)
     assert sla.by_category == {
         "operations": share(2, 1, 0, 0, 2 / 3),
-        "sales": share(0, 0, 1, 1, None),
+        "sales": share(0, 1, 0, 1, 0.0),
         "support": share(1, 1, 1, 0, 1 / 2),
     }
     assert sla.by_team == {
         "logistics": share(3, 1, 0, 0, 3 / 4),
-        "sales": share(0, 0, 1, 1, None),
+        "sales": share(0, 1, 0, 1, 0.0),
         "support": share(0, 1, 1, 0, 0.0),
     }
     assert sla.by_agent == {
@@ -185,7 +203,7 @@ def test_report_on_a_constructed_history(db):
         "ana": share(2, 0, 0, 0, 1.0),
         "bea": share(1, 0, 0, 0, 1.0),
         "carlos": share(0, 1, 0, 0, 0.0),
-        "dan": share(0, 1, 1, 0, 0.0),  # T-5 breached, T-6 (reassigned to dan) pending
+        "dan": share(0, 2, 0, 0, 0.0),  # T-5, T-6 (reassigned to dan) breached
     }
 
     alerts = report.alerts  # T-1's reminder on the 16th is outside the window
@@ -234,7 +252,8 @@ def test_report_as_json_data(db):
         report = build_report(session, since=SINCE, until=NOW, minutes_per_task=5)
     data = report_as_dict(report)
     assert data["window"] == {"since": SINCE.isoformat(), "until": NOW.isoformat()}
-    assert data["first_response"] == {"count": 6, "mean_seconds": 1100.0, "median_seconds": 900.0}
+    assert data["first_response"] == {"count": 4, "mean_seconds": 1650.0, "median_seconds": 1350.0}
+    assert data["accept"] == {"count": 6, "mean_seconds": 1100.0, "median_seconds": 900.0}
     assert data["sla"]["by_team"]["support"] == {
         "within": 0, "breached": 1, "pending": 1, "no_sla": 0, "share": 0.0,
     }  # fmt: skip
@@ -260,7 +279,7 @@ def test_report_of_an_empty_database(db):
     with db.transaction() as session:
         report = build_report(session, since=SINCE, until=NOW, minutes_per_task=5)
     assert report.created.total == 0
-    assert report.first_response == DurationStats(0, None, None)
+    assert report.first_response == report.accept == DurationStats(0, None, None)
     assert report.sla.overall == share(0, 0, 0, 0, None)
     assert [day.open for day in report.backlog.by_day] == [0, 0, 0, 0]
     assert (report.automation.share, report.automation.hours_saved) == (None, 0)

@@ -33,12 +33,14 @@ def test_a_task_born_late_counts_as_a_breach_with_its_reason(db):
         transition_task(session, task=late, action=Action.ASSIGN, actor=SYSTEM,
                         assignee_id="ana", now=created)
         transition_task(session, task=late, action=Action.ACCEPT, actor=ANA,
-                        now=created + timedelta(minutes=5))  # answered quickly: still late
+                        now=created + timedelta(minutes=5))
+        late.first_response_at = created + timedelta(minutes=6)  # answered quickly: still late
         on_time = task(session, "support", created=created, sent=created, late=False)
         transition_task(session, task=on_time, action=Action.ASSIGN, actor=SYSTEM,
                         assignee_id="ana", now=created)
         transition_task(session, task=on_time, action=Action.ACCEPT, actor=ANA,
                         now=created + timedelta(minutes=5))
+        on_time.first_response_at = created + timedelta(minutes=6)  # its reply was sent
         task(session, "billing", created=created, sent=created - timedelta(days=2), late=True)
     with db.transaction() as session:
         report = build_report(session, since=NOW - timedelta(days=1), until=NOW,

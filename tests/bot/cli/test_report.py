@@ -47,10 +47,12 @@ def test_json_report(history):
         "by_channel": {"whatsapp": 7, "web": 1},
     }
     assert data["resolution"] == {"count": 4, "mean_seconds": 29325.0, "median_seconds": 21600.0}
-    assert data["sla"]["overall"]["share"] == 0.6
+    assert data["sla"]["overall"]["share"] == 0.5  # T-6: accepted, never answered, breached
     assert data["sla"]["by_agent"]["dan"] == {
-        "within": 0, "breached": 1, "pending": 1, "no_sla": 0, "share": 0.0,
+        "within": 0, "breached": 2, "pending": 0, "no_sla": 0, "share": 0.0,
     }  # fmt: skip
+    assert data["first_response"] == {"count": 4, "mean_seconds": 1650.0, "median_seconds": 1350.0}
+    assert data["accept"] == {"count": 6, "mean_seconds": 1100.0, "median_seconds": 900.0}
     assert data["alerts"]["offers_expired"] == 1
     assert data["backlog"]["now"] == 5
     assert [day["open"] for day in data["backlog"]["by_day"]] == [2, 3, 4, 5]
@@ -68,10 +70,15 @@ def test_human_report(history):
     text = result.stdout
     assert "opsbot report: 2026-11-17 12:00 to 2026-11-20 12:00 UTC" in text
     lines = text.splitlines()
-    # From the 17th 12:00 on (T-3 left out): 2400 1800 1200 300 300 s, mean = median = 1200.
-    first = ["first", "response", "5", "20", "min", "20", "min"]
+    # From the 17th 12:00 on (T-3 left out): first replies 3000 1200 900 s, mean 1700 s,
+    # median 1200 s; first accepts 2400 1800 1200 300 300 s, mean = median = 1200 s.
+    first = ["first", "response", "3", "28", "min", "20", "s", "20", "min"]
     assert _line(lines, "first response").split() == first
-    assert _line(lines, "overall").split() == ["overall", "50.0", "%", "2", "2", "2", "1"]
+    accept = ["time", "to", "accept", "5", "20", "min", "20", "min"]
+    assert _line(lines, "time to accept").split() == accept
+    assert "the automatic acknowledgement does not count, nor does accepting" in text
+    # Within T-9, T-10; breached T-4, T-5, T-6 (never answered); pending T-8; no SLA T-7.
+    assert _line(lines, "overall").split() == ["overall", "40.0", "%", "2", "3", "1", "1"]
     assert _line(lines, "Manual hours saved").split()[:5] == [
         "Manual",
         "hours",

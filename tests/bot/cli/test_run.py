@@ -31,10 +31,14 @@ def test_embedded_redis_starts_answers_and_stops():
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_run_starts_everything_and_stops_everything(tmp_path, stop_signal):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env["RULES_PATH"] = str(write_rules(tmp_path))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "DATABASE_URL", "RULES_PATH", "WHATSAPP_TOKEN",
+                        "SLACK_BOT_TOKEN", "TELEGRAM_BOT_TOKEN")}
+    (tmp_path / "config").mkdir()
+    write_rules(tmp_path / "config")  # found through --rules, not the folder's rules.yaml
     runner = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run", "--port", str(port)], env=env, cwd=tmp_path,
+        [sys.executable, "-m", "bot", "run", "--port", str(port), "--rules", "config/rules.yaml"],
+        env=env, cwd=tmp_path,
         stdout=(tmp_path / "run.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     family: list[psutil.Process] = []
@@ -48,6 +52,10 @@ def test_run_starts_everything_and_stops_everything(tmp_path, stop_signal):
         assert (tmp_path / "var" / "opsbot.db").exists()  # migrated SQLite under var/
         runner.send_signal(stop_signal)
         assert runner.wait(timeout=40) == 0
+        said = (tmp_path / "run.log").read_text().splitlines()
+        assert said[0] == (f"opsbot: database SQLite at {tmp_path.resolve()}/var/opsbot.db "
+                           f"(DATABASE_URL is not set)")
+        assert said[1].startswith("opsbot: no channel is configured")
         time.sleep(0.5)
         alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not alive, f"left behind: {[p.cmdline() for p in alive]}"

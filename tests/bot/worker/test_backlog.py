@@ -13,6 +13,7 @@ from bot.core import tunables
 from bot.worker.drains import request_drain
 from bot.worker.process import make_worker
 from notifiers.notifications import Notification
+from rules import prepare_language_detection
 from sandbox.inbound import whatsapp_message
 from store.events import Audit
 from store.inbound import insert_events
@@ -93,6 +94,7 @@ def test_a_backlog_of_old_messages_gives_one_summary_per_team_and_no_storm(
         database_url, redis_url, tmp_path, monkeypatch):
     monkeypatch.setattr(tunables, "LATE_SUMMARY", timedelta(seconds=1))
     services = make_services(database_url, redis_url, write_rules(tmp_path, RULES))
+    prepare_language_detection(services.rules.current)  # as a worker does at start
     texts = [f"hola, pedido {n}" for n in range(30)] + [f"mi factura {n}" for n in range(10)]
     store_messages(services, texts, sent_ago=timedelta(days=2))
     store_messages(services, ["hola, ¿dónde está mi pedido?"], sent_ago=timedelta(0))

@@ -90,9 +90,13 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
     move(services, task_id, Action.ACCEPT)
     drain(services)
     scheduled = sorted(services.jobs.queue.scheduled_job_registry.get_job_ids())
-    # accepted: no offer expiry, no first-response timers; only the resolution ones remain
+    # accepted: the offer expiry is gone; accepting is not answering the customer, so the
+    # first-response timers stay (a reply ends them: tests/bot/usecases/test_first_response.py)
     assert [i.rsplit("-", 1)[0] for i in scheduled] == [
+        f"timer-{task_id}-breach-first_response",
         f"timer-{task_id}-breach-resolution",
+        f"timer-{task_id}-remind-first_response-50",
+        f"timer-{task_id}-remind-first_response-75",
         f"timer-{task_id}-remind-resolution-50",
         f"timer-{task_id}-remind-resolution-75",
     ]

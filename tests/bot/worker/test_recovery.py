@@ -174,7 +174,8 @@ def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp
     """Pending timers and outbox rows survive a FLUSHDB: the sweeper re-drives them from
     the database and each fires once."""
     services = make_services(database_url, redis_url, write_rules(tmp_path))
-    task_id = new_task(services, sla="normal", accept=True)  # resolution reminders at 4 s, 6 s
+    # answered: only the resolution reminders, at 4 s and 6 s
+    task_id = new_task(services, sla="normal", accept=True, answered=True)
     drain(services)  # Slack is off: each card goes to its own delivery job
     with services.db.transaction() as session:
         pending = session.scalars(select(OutboxMessage.id)).all()

@@ -70,8 +70,11 @@ def _kinds(timers) -> list[tuple[str, float]]:
         (TaskStatus.IN_PROGRESS, {"first_response_at": T0}, 7, [
             ("remind-resolution-75", 6), ("breach-resolution", 8)]),
         (TaskStatus.IN_PROGRESS, {"first_response_at": T0}, 9, [("breach-resolution", 8)]),
+        # waiting for the team: reminded too (to the team channel, else the supervisor)
         (TaskStatus.NEW, {"assignee_id": None, "assigned_at": None}, 0, [
-            ("breach-first_response", 4), ("breach-resolution", 8)]),
+            ("remind-first_response-50", 2), ("remind-first_response-75", 3),
+            ("breach-first_response", 4), ("remind-resolution-50", 4),
+            ("remind-resolution-75", 6), ("breach-resolution", 8)]),
         (TaskStatus.WAITING_CUSTOMER, {"first_response_at": T0}, 0, []),
         (TaskStatus.CLOSED, {}, 0, []),
     ],
@@ -99,10 +102,10 @@ def test_timers_fire_with_real_workers(database_url, redis_url, tmp_path):
     """One run, four tasks: reminders at 50/75 %, breach -> supervisor + reassign,
     unaccepted -> next agent, accepted -> no offer expiry, waiting pauses the clock."""
     services = make_services(database_url, redis_url, write_rules(tmp_path))
-    reminded = new_task(services, sla="normal", accept=True)  # resolution 8 s
+    reminded = new_task(services, sla="normal", accept=True, answered=True)  # resolution 8 s
     offered = new_task(services, sla="long")  # not accepted: offered on after 3 s
-    breached = new_task(services, sla="short", accept=True)  # resolution 5 s
-    paused = new_task(services, sla="short", accept=True)
+    breached = new_task(services, sla="short", accept=True, answered=True)  # resolution 5 s
+    paused = new_task(services, sla="short", accept=True, answered=True)
     move(services, paused, Action.WAIT)
     drain(services)
     created = task_of(services, reminded).created_at
