@@ -31,7 +31,7 @@ class Timer:
 class SlaClock:
     """What timer planning reads of a task (bot/ builds it from the stored task)."""
 
-    created_at: datetime
+    created_at: datetime  # when its SLA began: the task's creation, or its latest reopening
     priority: str
     sla_policy: str | None = None
     running: bool = True  # open and not waiting on the customer

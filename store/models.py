@@ -143,6 +143,8 @@ class Task(Base):
     sla_policy: Mapped[str | None] = mapped_column(String(32))
     first_response_due: Mapped[datetime | None]
     resolution_due: Mapped[datetime | None]
+    # When the current SLA period began, if not at creation: the latest reopening.
+    sla_started_at: Mapped[datetime | None]
     timer_generation: Mapped[int] = mapped_column(Integer, default=0)
     # The generation whose timers are in the RQ schedule; behind timer_generation = to do.
     scheduled_generation: Mapped[int | None] = mapped_column(Integer)

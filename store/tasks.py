@@ -196,6 +196,7 @@ def _apply(
         task.closed_at, task.waiting_since = now, None
     elif action is Action.REOPEN:
         task.resolved_at = task.closed_at = None
+        task.sla_started_at = now  # reminders count from here to the new due times
     task.status = target
     task.updated_at = now
     task.timer_generation += 1

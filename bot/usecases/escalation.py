@@ -41,8 +41,8 @@ def sla_clock(task: Task) -> SlaClock:
     running = task.status in OPEN_STATUSES and task.status != TaskStatus.WAITING_CUSTOMER
     offered = task.assigned_at if task.status == TaskStatus.ASSIGNED else None
     return SlaClock(
-        created_at=task.created_at, priority=task.priority, sla_policy=task.sla_policy,
-        running=running, offered_at=offered, assignee=task.assignee_id,
+        created_at=task.sla_started_at or task.created_at, priority=task.priority,
+        sla_policy=task.sla_policy, running=running, offered_at=offered, assignee=task.assignee_id,
         first_response_due=task.first_response_due, first_response_at=task.first_response_at,
         resolution_due=task.resolution_due, late_summary_at=task.late_summary_at,
     )

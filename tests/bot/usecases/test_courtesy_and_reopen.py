@@ -135,6 +135,11 @@ def test_a_reopened_task_gets_its_due_times_from_the_reopening(db):
         breaches = [t.at for t in plan_timers(config, sla_clock(task), now=reopened_at)
                     if t.kind == "breach-resolution"]
         assert breaches == [reopened_at + timedelta(hours=8)]
+        # and the reminders count from the reopening, not from the creation two days before
+        assert task.sla_started_at == reopened_at
+        reminders = {t.kind: t.at for t in plan_timers(config, sla_clock(task), now=reopened_at)
+                     if t.kind.startswith("remind-")}
+        assert reminders["remind-resolution-50"] == reopened_at + timedelta(hours=4)
 
 
 @pytest.mark.parametrize(("text", "rating"), [("⭐⭐⭐", 3), ("⭐⭐⭐⭐⭐", 5), ("4/5", 4)])
