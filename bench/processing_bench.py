@@ -28,7 +28,7 @@ import bot.usecases.messages  # noqa: E402
 from bench.e2e_bench import RULES  # noqa: E402
 from bot.usecases.messages import apply_message, apply_pending  # noqa: E402
 from bot.webhooks.whatsapp import event_rows  # noqa: E402
-from rules import RulesHolder  # noqa: E402
+from rules import RulesHolder, prepare_language_detection  # noqa: E402
 from sandbox.inbound import whatsapp_message  # noqa: E402
 from sandbox.stack import PHONE_ID  # noqa: E402
 from store.db import Database, upgrade_database  # noqa: E402
@@ -123,6 +123,7 @@ def run_round(count: int, batch: int, *, counting: bool = False) -> dict[str, di
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(RULES)
         services = SimpleNamespace(rules=RulesHolder(rules))  # all that processing reads
+        prepare_language_detection(services.rules.current)  # as a worker does at start
         url = f"sqlite:///{tmp}/opsbot.db"
         upgrade_database(url)
         db = Database(url)

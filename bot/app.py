@@ -17,7 +17,7 @@ from bot.core import tunables
 from bot.core.bootstrap import build_services
 from bot.core.services import Services
 from bot.core.settings import Settings
-from bot.webhooks import slack, telegram, whatsapp
+from bot.webhooks import media, slack, telegram, whatsapp
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         # POST /webhooks/whatsapp is answered before FastAPI's routing and request machinery,
         # about half of the CPU of this hot path (see `whatsapp.ReceiveShortcut`).
         app.add_middleware(whatsapp.ReceiveShortcut)
+    if settings.media_links_enabled:
+        app.include_router(media.build_router())
     if settings.slack_enabled:
         app.include_router(slack.build_router(settings))
     if settings.telegram_enabled:

@@ -44,6 +44,19 @@ class Button:
 
 
 @dataclass(frozen=True)
+class MediaRef:
+    """The customer's media a card mentions: the inbound message that carries it, the words
+    of its link (`image`, `document: factura.pdf`) and, once delivery signed one, its URL."""
+
+    message_id: int
+    label: str
+    url: str | None = None  # never stored: signed when the card is sent, it expires
+
+
+MEDIA_FIELD = "Media"
+
+
+@dataclass(frozen=True)
 class Notification:
     kind: str
     title: str
@@ -52,6 +65,7 @@ class Notification:
     text: str | None = None
     buttons: tuple[Button, ...] = ()
     status_line: str | None = None  # "Accepted by Ana García at 10:42"
+    media: MediaRef | None = None  # the customer's media, linked from the Media field
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +76,7 @@ class Notification:
             "text": self.text,
             "buttons": [[b.verb, b.label, b.style] for b in self.buttons],
             "status_line": self.status_line,
+            **({"media": [self.media.message_id, self.media.label]} if self.media else {}),
         }
 
     @classmethod
@@ -74,7 +89,22 @@ class Notification:
             text=data.get("text"),
             buttons=tuple(Button(*item) for item in data.get("buttons") or ()),
             status_line=data.get("status_line"),
+            media=MediaRef(int(data["media"][0]), str(data["media"][1]))
+            if data.get("media") else None,
         )
+
+    def with_media_link(self, url: str) -> Notification:
+        """This card with its Media field linked to `url` (unchanged when it has no media)."""
+        return replace(self, media=replace(self.media, url=url)) if self.media else self
+
+    def linked_fields(self) -> tuple[tuple[str, str, str | None], ...]:
+        """(label, value, url) of each field: the Media field, once linked, reads as the
+        media's label with its URL; every other field has no URL."""
+        media = self.media
+        return tuple(
+            (label, media.label, media.url) if label == MEDIA_FIELD and media and media.url
+            else (label, value, None)
+            for label, value in self.fields)
 
     @property
     def plain_text(self) -> str:
@@ -129,11 +159,11 @@ def build_notification(
     """The notification of `kind` about `task` (None for a digest, a late summary or a
     WhatsApp error).
 
-    `details` adds context: text (follow-up message), customer_text/media/media_file (the
-    customer's latest message, quoted on the other task cards), why (the routing line),
-    percent/deadline (reminder), step (breach), agent (reassigned to), tasks (digest: list of
-    task dicts), refs/team/oldest_seconds (late summary). Raises ValueError for an unknown
-    kind.
+    `details` adds context: text (follow-up message), customer_text/media/media_file/
+    media_message_id (the customer's latest message, quoted on the other task cards), why
+    (the routing line), percent/deadline (reminder), step (breach), agent (reassigned to),
+    tasks (digest: list of task dicts), refs/team/oldest_seconds (late summary). Raises
+    ValueError for an unknown kind.
     """
     kind = NotificationKind(kind)
     details = details or {}
@@ -155,7 +185,17 @@ def build_notification(
         buttons = buttons_for(task.status)
     elif kind is NotificationKind.WAITING:
         buttons = (_CLAIM,)
-    return Notification(kind.value, title, task.ref, fields, _card_text(kind, details), buttons)
+    return Notification(kind.value, title, task.ref, fields, _card_text(kind, details), buttons,
+                        media=_media_ref(details))
+
+
+def _media_ref(details: dict[str, Any]) -> MediaRef | None:
+    """The card's media, when the customer's message had some and its message is known."""
+    if not details.get("media") or details.get("media_message_id") is None:
+        return None
+    name = details.get("media_file")
+    label = f"{details['media']}: {name}" if name else str(details["media"])
+    return MediaRef(int(details["media_message_id"]), label)
 
 
 def _card_text(kind: NotificationKind, details: dict[str, Any]) -> str | None:
@@ -173,7 +213,7 @@ def _context_fields(details: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     pairs = []
     if details.get("media"):
         name = details.get("media_file")
-        pairs.append(("Media", f"{details['media']}: {name}" if name else
+        pairs.append((MEDIA_FIELD, f"{details['media']}: {name}" if name else
                       f"{details['media']} (open it in the WhatsApp conversation)"))
     if details.get("why"):
         pairs.append(("Why you", str(details["why"])))

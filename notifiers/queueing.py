@@ -21,7 +21,7 @@ from notifiers.notifications import (
 )
 from rules import Agent, RulesConfig
 from store.messages import find_last_inbound
-from store.models import OutboxMessage, Task
+from store.models import Message, OutboxMessage, Task
 from store.outbox import add_outbox_message, list_delivered_cards
 
 AGENT_CHANNELS = tuple(Channel)
@@ -105,14 +105,18 @@ def queue_notification(
 
 def customer_message(session: Session, *, task: Task) -> dict[str, Any]:
     """The card details of the customer's latest message in `task`: customer_text, and
-    media/media_file for an image, a document…; empty when there is none."""
+    media/media_file/media_message_id for an image, a document…; empty when there is none."""
     message = find_last_inbound(session, task_id=task.id)
-    if message is None:
-        return {}
+    return message_details(message) if message is not None else {}
+
+
+def message_details(message: Message) -> dict[str, Any]:
+    """The card details of one customer message (see `customer_message`)."""
     found: dict[str, Any] = {"customer_text": message.text or f"[{message.type}]"}
     if message.media_id:
         found["media"] = message.type
         found["media_file"] = (message.payload or {}).get("filename")
+        found["media_message_id"] = message.id
     return found
 
 

@@ -54,7 +54,7 @@ def render_slack(notification: Notification) -> dict[str, Any]:
     escaped and within Slack's limits."""
     blocks: list[dict[str, Any]] = [
         _section(f"*{fit_slack(notification.title, SECTION_LIMIT - 2)}*")]
-    fields = [_field(label, value) for label, value in notification.fields]
+    fields = [_field(label, value, url) for label, value, url in notification.linked_fields()]
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start:start + FIELDS_PER_SECTION]})
     if notification.text:
@@ -67,8 +67,12 @@ def render_slack(notification: Notification) -> dict[str, Any]:
     return {"text": fit_slack(notification.plain_text, FALLBACK_LIMIT), "blocks": blocks}
 
 
-def _field(label: str, value: str) -> dict[str, str]:
+def _field(label: str, value: str, url: str | None = None) -> dict[str, str]:
     head = f"*{fit_slack(label, 100)}*\n"
+    if url:  # `<url|words>`: a `|` in the words would end them early
+        link = f"<{escape_slack(url)}|"
+        words = fit_slack(value.replace("|", "/"), FIELD_LIMIT - len(head) - len(link) - 1)
+        return {"type": "mrkdwn", "text": f"{head}{link}{words}>"}
     return {"type": "mrkdwn", "text": head + fit_slack(value, FIELD_LIMIT - len(head))}
 
 

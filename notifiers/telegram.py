@@ -81,8 +81,8 @@ def _card_html(notification: Notification) -> str:
     title = room.take(_tagged("b", notification.title, min(_TITLE_ROOM, room.line)))
     status = room.take(_tagged("i", notification.status_line or "",
                                min(_STATUS_ROOM, room.line)))
-    fields = [room.take(_field(label, value, min(_FIELD_ROOM, room.line)))
-              for label, value in notification.fields]
+    fields = [room.take(_field(label, value, min(_FIELD_ROOM, room.line), url))
+              for label, value, url in notification.linked_fields()]
     text = room.take(_tagged("blockquote", notification.text or "", room.line))
     return "\n".join(line for line in (title, *fields, text, status) if line)
 
@@ -114,10 +114,17 @@ def _tagged(tag: str, raw: str, room: int) -> str:
     return f"<{tag}>{_escaped_cut(raw, space)}</{tag}>"
 
 
-def _field(label: str, value: str, room: int) -> str:
+def _field(label: str, value: str, room: int, url: str | None = None) -> str:
     head = _tagged("b", f"{label}:", min(100, room))
     space = room - _utf16_len(head) - 1
-    return f"{head} {_escaped_cut(value, space)}" if head and space >= 1 else ""
+    if not head or space < 1:
+        return ""
+    if url:
+        opening = f'<a href="{html.escape(url, quote=True)}">'
+        words = space - _utf16_len(opening) - len("</a>")
+        if words >= 1:
+            return f"{head} {opening}{_escaped_cut(value, words)}</a>"
+    return f"{head} {_escaped_cut(value, space)}"
 
 
 def _escaped_cut(raw: str, room: int) -> str:

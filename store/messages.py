@@ -41,6 +41,12 @@ def get_message(session: Session, *, provider_message_id: str) -> Message | None
     return session.scalars(query).first()
 
 
+def find_inbound_message(session: Session, *, message_id: int) -> Message | None:
+    """The customer's message `message_id`, or None (none such, or one we sent)."""
+    message = session.get(Message, message_id)
+    return message if message is not None and message.direction == Direction.INBOUND else None
+
+
 def list_task_messages(session: Session, *, task_id: int, limit: int) -> list[Message]:
     """The last `limit` messages of a task, both directions, oldest first."""
     query = (select(Message).where(Message.task_id == task_id)

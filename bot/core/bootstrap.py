@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.core import tunables
 from bot.core.jobs import Jobs
+from bot.core.media_links import MediaLinks
 from bot.core.services import Services
 from bot.core.settings import ConfigError, Settings, hide_password, reveal
 from bot.whatsapp.sending import WhatsAppSender
@@ -78,6 +79,14 @@ def build_whatsapp_sender(settings: Settings) -> WhatsAppSender | None:
                           api_base_url=settings.whatsapp_api_base_url)
 
 
+def build_media_links(settings: Settings) -> MediaLinks | None:
+    """The signer of the cards' media links (None without PUBLIC_URL or WhatsApp)."""
+    if not settings.media_links_enabled:
+        return None
+    return MediaLinks(str(settings.public_url), reveal(settings.whatsapp_app_secret),
+                      tunables.MEDIA_LINK_TTL)
+
+
 def connect_redis(url: str, *, for_worker: bool = False) -> Redis:
     """A Redis client whose timeouts fit its process: short in the web process, so that a
     hanging Redis fails a request within seconds; in a worker, longer than RQ's blocking wait
@@ -130,4 +139,5 @@ def build_services(settings: Settings, *, migrate: bool = True,
         jobs=Jobs(redis),
         senders=build_senders(settings),
         whatsapp=build_whatsapp_sender(settings),
+        media_links=build_media_links(settings),
     )

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from bot.core.jobs import Jobs
+from bot.core.media_links import MediaLinks
 from bot.core.settings import Settings
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import ChannelSender
@@ -21,6 +22,7 @@ class Services:
     jobs: Jobs
     senders: dict[str, ChannelSender] = field(default_factory=dict)  # agent channels that are on
     whatsapp: WhatsAppSender | None = None  # None: WhatsApp is off
+    media_links: MediaLinks | None = None  # None: no PUBLIC_URL, or WhatsApp is off
 
     def close(self) -> None:
         self.db.dispose()

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
 
+    public_url: str | None = None  # https base where agents reach opsbot: media links on cards
+
     log_level: str = "INFO"  # LOG_LEVEL: DEBUG, INFO, WARNING…; secrets are redacted at all
 
     @field_validator("database_url")
@@ -68,6 +70,14 @@ class Settings(BaseSettings):
                                            "or unix:///PATH", "`opsbot run` starts an "
                                            "embedded Redis"))
         return url or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url and _scheme(url) not in ("https", "http"):
+            raise ConfigError("PUBLIC_URL must be the https:// address where agents reach "
+                              "opsbot (https://ops.example.com), or unset (no media links)")
+        return url.rstrip("/") if url else None
 
     @model_validator(mode="after")
     def _channels_need_their_secrets(self) -> "Settings":
@@ -113,6 +123,12 @@ class Settings(BaseSettings):
         the first is the one a message goes out from when no conversation names one."""
         return tuple(filter(None, (part.strip() for part in
                                    (self.whatsapp_phone_id or "").split(","))))
+
+    @property
+    def media_links_enabled(self) -> bool:
+        """Cards link the customer's media: PUBLIC_URL is set and WhatsApp (token and app
+        secret, which signs the links) is on."""
+        return bool(self.public_url and self.whatsapp_token and self.whatsapp_app_secret)
 
     @property
     def slack_enabled(self) -> bool:

@@ -58,6 +58,8 @@ ANSWER_IN_ACK_WITHIN = 2.0  # seconds; Slack wants the ack within 3 s, else it r
 SLACK_MAX_BODY = 1024 * 1024  # commands, button payloads (a card's blocks) and events: a few KB
 TELEGRAM_MAX_BODY = 1024 * 1024  # one update, a few KB; texts are at most 4,096 characters
 READY_PROBE_TIMEOUT = 2.0  # seconds per /readyz ping; a load balancer probes every few seconds
+MEDIA_LINK_TTL = timedelta(days=7)  # a card's media link works this long: a task is usually
+# handled within days (Meta keeps inbound media ~30 days), and a forwarded link stops working
 
 # --- `opsbot run` (bot.core.supervisor) ------------------------------------------------------
 STOP_TIMEOUT = 30.0  # seconds a child gets to finish its current job after SIGTERM

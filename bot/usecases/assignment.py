@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from notifiers.notifications import NotificationKind
-from notifiers.queueing import queue_notification, team_recipients
+from notifiers.queueing import message_details, queue_notification, team_recipients
 from rules import RoutingResult, RulesConfig, Strategy, route
 from store.agents import get_agent_states, touch_assigned
 from store.events import Audit, list_events, record_event
 from store.lifecycle import SYSTEM, Action
-from store.models import OutboxMessage, Task, TaskStatus
+from store.models import Message, OutboxMessage, Task, TaskStatus
 from store.tasks import find_previous_assignee, list_waiting_tasks, transition_task
 
 WAITING_BATCH = 50  # waiting tasks routed again per call (oldest first): bounds one transaction
@@ -31,6 +31,7 @@ def assign_task(
     now: datetime,
     exclude: Collection[str] = (),
     new_task: bool = False,
+    message: Message | None = None,
 ) -> RoutingResult:
     """Routes `task` (sticky = the agent of the customer's previous task) and assigns it.
 
@@ -51,8 +52,10 @@ def assign_task(
         exclude=exclude,
     )
     details = _routing_details(result)
+    # The customer's message that brought the task here is on its card, without a look-up.
+    shown = message_details(message) if message is not None else {}
     if result.agent_id is None:
-        _start_waiting(session, config, task, details, now=now, new_task=new_task)
+        _start_waiting(session, config, task, details, shown, now=now, new_task=new_task)
         return result
     action = Action.ASSIGN if task.status == TaskStatus.NEW else Action.REASSIGN
     transition_task(session, task=task, action=action, actor=SYSTEM,
@@ -62,7 +65,7 @@ def assign_task(
                  details=details, at=now)
     notify_agent(session, config=config, kind="assigned", task=task, agent_id=result.agent_id,
                  dedupe_key=f"assigned:{task.id}:{task.timer_generation}",
-                 details={"summary": result.summary, "why": why_you(task, result)},
+                 details={"summary": result.summary, "why": why_you(task, result), **shown},
                  new_key=new_task)
     return result
 
@@ -76,8 +79,8 @@ def why_you(task: Task, result: RoutingResult) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def _start_waiting(session: Session, config: RulesConfig, task: Task, details: dict, *,
-                   now: datetime, new_task: bool) -> None:
+def _start_waiting(session: Session, config: RulesConfig, task: Task, details: dict,
+                   shown: dict, *, now: datetime, new_task: bool) -> None:
     """Audits `unrouted` and posts the waiting card, unless this wait was audited already."""
     generation = task.timer_generation  # every transition bumps it: one wait, one generation
     if not new_task and any(e.details.get("generation") == generation for e in
@@ -88,7 +91,7 @@ def _start_waiting(session: Session, config: RulesConfig, task: Task, details: d
     if task.assignee_id is None:  # an offer nobody else can take stays with its assignee
         notify_team(session, config=config, kind=NotificationKind.WAITING, task=task,
                     dedupe_key=f"waiting-{task.id}-{generation}",
-                    details={"summary": details["summary"]}, new_key=new_task)
+                    details={"summary": details["summary"], **shown}, new_key=new_task)
 
 
 def route_waiting(session: Session, *, config: RulesConfig, teams: Collection[str],

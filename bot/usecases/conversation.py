@@ -180,7 +180,7 @@ def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
     task.first_response_due, task.resolution_due = first_due, resolution_due
     _thread(session, config, task, stored, contact, now)
     if task.assignee_id is None:
-        assign_task(session, config=config, task=task, now=now)
+        assign_task(session, config=config, task=task, now=now, message=stored)
 
 
 def _open_task(session: Session, config: RulesConfig, decision: Decision, stored: Message,
@@ -204,7 +204,7 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
     if late is not None:  # a backlog: marked once, summarised per team, not escalated
         mark_arrived_late(session, task=task, late=late)
     stored.task_id = task.id
-    assign_task(session, config=config, task=task, now=now, new_task=True)
+    assign_task(session, config=config, task=task, now=now, new_task=True, message=stored)
     _acknowledge(session, config, decision, task, contact, message)
     return task
 

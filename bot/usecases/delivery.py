@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from bot.core import tunables
 from bot.core.jobs import RETRY, outbox_job_id
+from bot.core.media_links import MediaLinks
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import CardRef, ChannelSender
 from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -71,6 +72,7 @@ class Outlets:
     agents: Mapping[str, ChannelSender]  # by channel name: the agent channels that are on
     whatsapp: WhatsAppSender | None  # None: WhatsApp is off
     config: RulesConfig
+    media_links: MediaLinks | None = None  # None: cards name the customer's media, no link
 
 
 class _Reschedule(Exception):
@@ -168,7 +170,7 @@ def _send_once(db: Database, outlets: Outlets,
         return row.payload.get("to"), _whatsapp(db, outlets, row)
     if row.kind == NotificationKind.CARD_UPDATE:
         return _update_card(db, outlets, row)
-    notification = Notification.from_dict(row.payload["notification"])
+    notification = _card(outlets, row)
     recipient = card_recipient(row.payload, channel=row.channel)
     ref = _agent_channel(outlets, row.channel).send(recipient, notification)
     return ref.chat, ref.message
@@ -192,9 +194,18 @@ def _update_card(db: Database, outlets: Outlets,
     if card is None or not card.provider_message_id or not card.provider_chat_id:
         raise PermanentDeliveryError("the card to update was never delivered")
     ref = CardRef(card.provider_chat_id, card.provider_message_id)
-    notification = Notification.from_dict(row.payload["notification"])
-    _agent_channel(outlets, card.channel).update(ref, notification)
+    _agent_channel(outlets, card.channel).update(ref, _card(outlets, row))
     return ref.chat, ref.message
+
+
+def _card(outlets: Outlets, row: OutboxMessage) -> Notification:
+    """The row's card, its customer's media linked when links can be signed here: a link is
+    signed at each send, so that it expires MEDIA_LINK_TTL after the agent got it."""
+    notification = Notification.from_dict(row.payload["notification"])
+    if outlets.media_links is None or notification.media is None:
+        return notification
+    return notification.with_media_link(
+        outlets.media_links.url_for(notification.media.message_id))
 
 
 def _agent_channel(outlets: Outlets, channel: str) -> ChannelSender:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def outlets_of(services: Services) -> Outlets:
     """What deliveries may send through in this process (the rules as they are now)."""
     return Outlets(agents=services.senders, whatsapp=services.whatsapp,
-                   config=services.rules.current)
+                   config=services.rules.current, media_links=services.media_links)
 
 
 def schedule_event_retries(jobs: Jobs, events: Sequence[InboundEvent], now: datetime) -> None:

@@ -1,18 +1,23 @@
 """What an agent's card says about the customer: their words, CRM status and tags, why the
 task came to them, and the reply window (issue 15 items 4 and 5)."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from bot.usecases.conversation import apply_message
+from bot.usecases.messages import apply_pending
+from bot.webhooks.whatsapp import event_rows
 from bot.whatsapp.parsing import InboundMessage
 from notifiers.notifications import Notification
 from notifiers.slack import render_slack
 from notifiers.telegram import render_telegram
 from rules import parse_rules
+from sandbox.inbound import whatsapp_message
 from store.contacts import upsert_contact
+from store.inbound import insert_events
 from store.models import OutboxMessage
 
 NOW = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)  # 14:05 in Madrid
@@ -65,3 +70,22 @@ def test_slack_and_telegram_render_it_escaped(card):
     telegram = render_telegram(card)["text"]
     assert "<blockquote>Hola, la impresora &lt;HP 4&gt;" in telegram
     assert "<b>CRM:</b> customer · tags: b2b, hardware" in telegram
+
+
+def test_cards_of_a_drain_batch_show_each_customer_s_words(db):
+    """A drain applies many messages in one savepoint without flushing between customers:
+    each new task's card still carries its own customer's message."""
+    config = parse_rules(RULES)
+    words = {f"3460000001{n}": f"Mi impresora {n} no funciona" for n in range(3)}
+    rows = [row for wa_id, text in words.items() for row in event_rows(json.dumps(
+        whatsapp_message(wa_id=wa_id, name=f"Cliente {wa_id[-1]}", phone_id="1000000001",
+                         message={"type": "text", "text": {"body": text}})).encode())]
+    with db.transaction() as session:
+        insert_events(session, rows=rows)
+    with db.transaction() as session:
+        applied = apply_pending(session, config=config, limit=25, now=datetime.now(UTC))
+        assert sorted(map(str, applied.outcomes.values())) == ["created"] * 3
+        cards = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "assigned"))
+        shown = sorted(Notification.from_dict(card.payload["notification"]).text
+                       for card in cards)
+    assert shown == sorted(words.values())
