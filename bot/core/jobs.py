@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from redis.client import Pipeline
@@ -95,9 +95,9 @@ def timer_job_id(task_id: int, kind: str, generation: int) -> str:
     return make_job_id("timer", task_id, kind, generation)
 
 
-def digest_job_id(agent_id: str, day: str) -> str:
-    """The job that sends an agent's digest of `day` (ISO date)."""
-    return make_job_id("digest", agent_id, day.replace("-", ""))
+def digest_job_id(agent_id: str, opens: datetime) -> str:
+    """The job of an agent's shift that starts at `opens` (routing, and her digest)."""
+    return make_job_id("digest", agent_id, opens.astimezone(UTC).strftime("%Y%m%dT%H%M"))
 
 
 class Jobs:

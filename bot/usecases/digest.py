@@ -1,11 +1,12 @@
-"""The daily digest: each agent's open tasks, sent when their working day starts.
+"""Shift starts and the daily digest: each agent's open tasks, sent when their day starts.
 
-The worker schedules each agent's next digest (`bot.worker.timers.schedule_digests`) at
-`next_day_start`; when it fires, `start_day` routes the tasks waiting for the agent's teams
-(she is now available) and `queue_digest` queues the card once per agent and day.
+The worker schedules each agent's next shift start (`bot.worker.timers.schedule_digests`) at
+`next_shift_start`, every opening of her hours (a split day has two); when it fires,
+`start_day` routes the tasks waiting for the agent's teams (she is now available) and
+`queue_digest` queues the card once per agent and day.
 """
 
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
@@ -23,28 +24,25 @@ class DigestOutcome(StrEnum):
     NOT_QUEUED = "already sent or no channel"
 
 
-def next_day_start(config: RulesConfig, agent_id: str, *, now: datetime) -> datetime | None:
-    """The first opening of the agent's working hours on the next working day after `now`."""
+def next_shift_start(config: RulesConfig, agent_id: str, *, now: datetime) -> datetime | None:
+    """The next opening of the agent's working hours after `now` (her own hours, else the
+    business hours); None when there is none within a year."""
     agent = config.agent(agent_id)
     week = agent.week if agent is not None and agent.week is not None else None
     week = week or config.business_hours.week
-    seen: set[date] = set()
+    until = now + timedelta(days=370)
     for opens, _closes in intervals(week, config.business_hours.holidays, config.tz, now):
-        day = opens.astimezone(config.tz).date()
-        if day in seen:
-            continue
-        seen.add(day)
         if opens > now:
             return opens
-        if len(seen) > 370:
+        if opens > until:
             break
     return None
 
 
 def start_day(session: Session, *, config: RulesConfig, agent_id: str, day: str,
               now: datetime) -> DigestOutcome:
-    """The agent's working day starts: routes the tasks waiting for her teams, then queues her
-    digest of `day` (which lists what she was just given)."""
+    """A shift of the agent starts: routes the tasks waiting for her teams, then queues her
+    digest of `day` (which lists what she was just given) unless her day began earlier."""
     agent = config.agent(agent_id)
     route_waiting(session, config=config, teams=agent.teams if agent else (), now=now)
     session.flush()

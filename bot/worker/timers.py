@@ -14,7 +14,7 @@ from redis.client import Pipeline
 from rq.job import Job
 
 from bot.core.jobs import FIRE_TIMER, SEND_DIGEST, Jobs, digest_job_id, timer_job_id
-from bot.usecases.digest import next_day_start
+from bot.usecases.digest import next_shift_start
 from bot.usecases.escalation import sla_clock
 from rules import RulesConfig, Timer, plan_timers
 from store.models import Task
@@ -113,15 +113,16 @@ def _schedule(jobs: Jobs, calls: list[Call], cancel: list[str], pipe: Pipeline) 
 
 
 def schedule_digests(jobs: Jobs, config: RulesConfig, *, now: datetime) -> list[str]:
-    """Makes sure every agent's next digest is scheduled (the sweeper calls this on every
-    pass: one job per agent and local date, so it is scheduled once); returns the job ids."""
+    """Makes sure every agent's next shift start is scheduled (the sweeper calls this on
+    every pass: one job per agent and opening, so it is scheduled once); returns the job
+    ids. The job routes the waiting tasks of her teams and sends her digest once a day."""
     ids = []
     for agent in config.agents:
-        at = next_day_start(config, agent.id, now=now)
+        at = next_shift_start(config, agent.id, now=now)
         if at is None:
             continue
         day = at.astimezone(config.tz).date().isoformat()
-        job_id = digest_job_id(agent.id, day)
+        job_id = digest_job_id(agent.id, at)
         if not jobs.exists(job_id):
             jobs.enqueue(SEND_DIGEST, agent.id, day, job_id=job_id, at=at)
         ids.append(job_id)

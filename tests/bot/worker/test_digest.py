@@ -1,11 +1,12 @@
-"""The daily digest: scheduled at the start of each agent's working day, sent once."""
+"""Shift starts and the daily digest: scheduled at every opening of each agent's hours, the
+digest sent once a day."""
 
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
-from bot.usecases.digest import DigestOutcome, next_day_start
+from bot.usecases.digest import DigestOutcome, next_shift_start
 from bot.worker.entrypoints import send_digest
 from bot.worker.timers import schedule_digests
 from rules.loader import parse_rules
@@ -34,15 +35,17 @@ agents:
     [
         # Friday 6 March 2026, 07:00 Madrid (06:00 UTC): Ana starts at 08:00 Madrid
         ("ana", datetime(2026, 3, 6, 6, 0, tzinfo=UTC), datetime(2026, 3, 6, 7, 0, tzinfo=UTC)),
-        # Friday 10:00 Madrid: her day began; next is Monday 08:00 (not the 15:00 shift)
-        ("ana", datetime(2026, 3, 6, 9, 0, tzinfo=UTC), datetime(2026, 3, 9, 7, 0, tzinfo=UTC)),
+        # Friday 10:00 Madrid: her day began; next is her 15:00 shift
+        ("ana", datetime(2026, 3, 6, 9, 0, tzinfo=UTC), datetime(2026, 3, 6, 14, 0, tzinfo=UTC)),
+        # Friday 16:00 Madrid: next is Monday 08:00
+        ("ana", datetime(2026, 3, 6, 15, 0, tzinfo=UTC), datetime(2026, 3, 9, 7, 0, tzinfo=UTC)),
         # Bob has no hours: the business hours (09:00 Madrid)
         ("bob", datetime(2026, 3, 6, 6, 0, tzinfo=UTC), datetime(2026, 3, 6, 8, 0, tzinfo=UTC)),
     ],
 )
-def test_next_day_start(agent, now, expected):
+def test_next_shift_start(agent, now, expected):
     config = parse_rules(DIGEST_RULES, "rules.yaml")
-    assert next_day_start(config, agent, now=now) == expected
+    assert next_shift_start(config, agent, now=now) == expected
 
 
 def test_digest_is_scheduled_once_and_sent_once(database_url, redis_url, tmp_path):
@@ -52,10 +55,23 @@ def test_digest_is_scheduled_once_and_sent_once(database_url, redis_url, tmp_pat
     first = schedule_digests(services.jobs, config, now=utcnow())
     assert schedule_digests(services.jobs, config, now=utcnow()) == first  # same ids, nothing new
     assert len(services.jobs.queue.scheduled_job_registry.get_job_ids()) == 3
-    day = first[0].rsplit("-", 1)[1]
+    day = next_shift_start(config, "ana", now=utcnow()).astimezone(config.tz).date().isoformat()
     assert send_digest("ana", day) == DigestOutcome.QUEUED
     assert send_digest("ana", day) == DigestOutcome.NOT_QUEUED
     with services.db.transaction() as session:
         [row] = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
         assert row.agent_id == "ana" and "1" in row.payload["notification"]["title"]
     services.close()
+
+
+def test_a_split_day_schedules_its_afternoon_shift_and_sends_one_digest(
+        database_url, redis_url, tmp_path):
+    """Ana works 08:00-12:00 and 15:00-19:00: at 10:00 her next shift start is 15:00 (it
+    routes the tasks waiting for her team), and her digest of that day goes out once."""
+    services = make_services(database_url, redis_url, write_rules(tmp_path, DIGEST_RULES))
+    config = services.rules.current
+    friday_10 = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
+    ids = schedule_digests(services.jobs, config, now=friday_10)
+    assert "digest-ana-20260306T1400" in ids
+    assert send_digest("ana", "2026-03-06") == DigestOutcome.QUEUED  # the morning shift
+    assert send_digest("ana", "2026-03-06") == DigestOutcome.NOT_QUEUED  # the afternoon one
