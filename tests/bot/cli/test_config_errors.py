@@ -4,6 +4,7 @@ and every command says, or refuses to guess, which database it uses (issue 15 it
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,39 +28,53 @@ def opsbot(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "with_rules", "says"),
-    [
-        (["tasks", "list"], {"DATABASE_URL": "foo"}, False,
-         "DATABASE_URL is not a URL (no scheme://): use a PostgreSQL URL"),
-        (["tasks", "list"], {"DATABASE_URL": "mysql://ops@localhost/ops"}, False,
-         "DATABASE_URL mysql:// is not supported"),
-        (["tasks", "list"], {"DATABASE_URL": POSTGRES_DOWN}, False,
-         "cannot open the database postgresql+psycopg://opsbot:***@127.0.0.1"),
-        (["serve"], {"DATABASE_URL": POSTGRES_DOWN}, True, "start it, or fix DATABASE_URL"),
-        (["jobs", "failed"], {"REDIS_URL": REDIS_DOWN}, False,
-         f"Redis at {REDIS_DOWN} does not answer"),
-        (["worker", "--burst"], {"REDIS_URL": REDIS_DOWN}, True, "start it, or fix REDIS_URL"),
-        (["run"], {"REDIS_URL": REDIS_DOWN}, True, "start it, or fix REDIS_URL"),
-        (["worker"], {"REDIS_URL": "notaurl"}, True, "REDIS_URL is not a URL"),
-        (["jobs", "failed"], {"REDIS_URL": "notaurl"}, False, "REDIS_URL is not a URL"),
-        (["jobs", "failed"], {}, False, "REDIS_URL is not set"),
-        (["run"], {}, False, "no rules file at "),
-        (["tasks", "list"], {}, False, "no database at "),
-        (["events", "failed"], {}, False, "no database at "),
-        (["report"], {}, False, "no database at "),
-    ],
-)
-def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path, args, env, with_rules, says):
-    if with_rules:
-        write_rules(tmp_path)
-    result = opsbot(tmp_path, *args, **env)
+CASES = [
+    (["tasks", "list"], {"DATABASE_URL": "foo"}, False,
+     "DATABASE_URL is not a URL (no scheme://): use a PostgreSQL URL"),
+    (["tasks", "list"], {"DATABASE_URL": "mysql://ops@localhost/ops"}, False,
+     "DATABASE_URL mysql:// is not supported"),
+    (["tasks", "list"], {"DATABASE_URL": POSTGRES_DOWN}, False,
+     "cannot open the database postgresql+psycopg://opsbot:***@127.0.0.1"),
+    (["serve"], {"DATABASE_URL": POSTGRES_DOWN}, True, "start it, or fix DATABASE_URL"),
+    (["jobs", "failed"], {"REDIS_URL": REDIS_DOWN}, False,
+     f"Redis at {REDIS_DOWN} does not answer"),
+    (["worker", "--burst"], {"REDIS_URL": REDIS_DOWN}, True, "start it, or fix REDIS_URL"),
+    (["run"], {"REDIS_URL": REDIS_DOWN}, True, "start it, or fix REDIS_URL"),
+    (["worker"], {"REDIS_URL": "notaurl"}, True, "REDIS_URL is not a URL"),
+    (["jobs", "failed"], {"REDIS_URL": "notaurl"}, False, "REDIS_URL is not a URL"),
+    (["jobs", "failed"], {}, False, "REDIS_URL is not set"),
+    (["run"], {}, False, "no rules file at "),
+    (["tasks", "list"], {}, False, "no database at "),
+    (["events", "failed"], {}, False, "no database at "),
+    (["report"], {}, False, "no database at "),
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> list[tuple[Path, subprocess.CompletedProcess]]:
+    """Every case's folder and `opsbot` run, the runs side by side (each is a fresh process
+    that spends a second or so importing)."""
+    def run(case: tuple) -> tuple[Path, subprocess.CompletedProcess]:
+        args, env, with_rules, _says = case
+        folder = tmp_path_factory.mktemp("case")
+        if with_rules:
+            write_rules(folder)
+        return folder, opsbot(folder, *args, **env)
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(run, CASES))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[c[3][:40] for c in CASES])
+def test_a_wrong_setting_is_one_line_and_exit_2(outcomes, index):
+    folder, result = outcomes[index]
+    says = CASES[index][3]
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("opsbot: ") and says in line, line
     assert "pw@" not in result.stdout + result.stderr  # the password never shows
-    assert not (tmp_path / "var").exists()  # nothing created on the way
+    assert not (folder / "var").exists()  # nothing created on the way
 
 
 def test_jobs_failed_needs_no_rules_file_nor_database(tmp_path, redis_url):
