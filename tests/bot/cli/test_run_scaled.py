@@ -3,7 +3,6 @@ Redis at once; Meta delivers every message to both web processes (a redelivery).
 notification or reminder may be duplicated."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,21 +32,6 @@ rules:
 """
 )
 CUSTOMERS = ("34600000001", "34600000002", "34600000003")
-
-
-@pytest.fixture
-def processes():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def spawn(args: list[str], env: dict, log, processes: list) -> subprocess.Popen:

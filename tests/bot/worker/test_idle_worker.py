@@ -5,12 +5,8 @@ With redis-py's default 5 s answer timeout, the 15 s pop of an idle worker timed
 waited that long. Here `opsbot serve` and `opsbot worker` run as an operator starts them.
 """
 
-import os
 import re
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,21 +43,6 @@ TROUBLE = re.compile(
     r" (ERROR|CRITICAL) |Traceback|(?i:could not connect|timeout reading"
     r"|redis connection timeout|redis unavailable|connectionerror|timeouterror)"
 )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.mark.slow

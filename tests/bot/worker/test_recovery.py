@@ -34,7 +34,8 @@ from tests.bot.workers_support import (
 
 @pytest.fixture
 def processes():
-    """Started subprocesses; whatever is still running at the end is killed."""
+    """Started subprocesses; whatever is still running at the end is killed at once (the
+    workers here are killed on purpose: no warm shutdown to wait for)."""
     started: list[subprocess.Popen] = []
     yield started
     for process in started:
