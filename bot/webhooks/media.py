@@ -66,9 +66,13 @@ async def serve_media(token: str, request: Request) -> Response:
         log.warning("media of message %s: download failed (%s)", message_id,
                     exc.__class__.__name__)
         return _refusal(502, UNREACHABLE)
-    return Response(content, media_type=mime or "application/octet-stream",
-                    headers={"Content-Disposition": _disposition(media.filename),
-                             "Cache-Control": "private, no-store"})
+    mime = mime or "application/octet-stream"
+    return Response(content, media_type=mime,
+                    headers={"Content-Disposition": _disposition(media.filename, mime),
+                             "Cache-Control": "private, no-store",
+                             # a customer's file must never run as a page of ours
+                             "X-Content-Type-Options": "nosniff",
+                             "Content-Security-Policy": "sandbox; default-src 'none'"})
 
 
 def _media_of(services: Services, message_id: int) -> _Media | None:
@@ -80,13 +84,19 @@ def _media_of(services: Services, message_id: int) -> _Media | None:
         return _Media(message.media_id, str(filename) if filename else None)
 
 
-def _disposition(filename: str | None) -> str:
-    """`inline`, with the file name when the customer sent one (RFC 6266: an ASCII fallback
-    and the UTF-8 name)."""
+_SHOWN_INLINE = ("image/", "audio/", "video/", "application/pdf")
+
+
+def _disposition(filename: str | None, mime: str) -> str:
+    """`inline` for pictures, sound, video and PDF, else `attachment` (a customer's HTML or
+    SVG is downloaded, not opened); with the file name when the customer sent one (RFC 6266:
+    an ASCII fallback and the UTF-8 name)."""
+    kind = "inline" if mime.startswith(_SHOWN_INLINE) and mime != "image/svg+xml" else (
+        "attachment")
     if not filename:
-        return "inline"
+        return kind
     ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _refusal(status: int, sentence: str) -> PlainTextResponse:

@@ -115,3 +115,14 @@ def test_a_token_says_whether_it_expired_or_is_not_ours():
         MediaLinks(PUBLIC_URL, "other secret", timedelta(days=7)).message_id_of(token)
     with pytest.raises(MediaLinkExpired):
         MediaLinks(PUBLIC_URL, "secret", timedelta(seconds=-1)).message_id_of(token)
+
+
+def test_a_file_that_could_run_as_a_page_is_downloaded_not_opened(app, slack, graph):
+    # The customer's "image" turns out to be HTML: never shown inline, never run as ours.
+    graph.add_media(IMAGE["image"]["id"], b"<script>alert(1)</script>", "text/html")
+    link, _ = card_link(slack)
+    answer = get(app, link)
+    assert answer.status_code == 200
+    assert answer.headers["content-disposition"].startswith("attachment")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["content-security-policy"].startswith("sandbox")
