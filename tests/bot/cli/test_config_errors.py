@@ -54,15 +54,17 @@ CASES = [
 def outcomes(tmp_path_factory) -> list[tuple[Path, subprocess.CompletedProcess]]:
     """Every case's folder and `opsbot` run, the runs side by side (each is a fresh process
     that spends a second or so importing)."""
-    def run(case: tuple) -> tuple[Path, subprocess.CompletedProcess]:
-        args, env, with_rules, _says = case
-        folder = tmp_path_factory.mktemp("case")
+    folders = [tmp_path_factory.mktemp("case") for _ in CASES]  # here: mktemp is not for threads
+    for folder, (_args, _env, with_rules, _says) in zip(folders, CASES, strict=True):
         if with_rules:
             write_rules(folder)
+
+    def run(folder: Path, case: tuple) -> tuple[Path, subprocess.CompletedProcess]:
+        args, env, _with_rules, _says = case
         return folder, opsbot(folder, *args, **env)
 
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(run, CASES))
+        return list(pool.map(run, folders, CASES))
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[c[3][:40] for c in CASES])
