@@ -90,12 +90,16 @@ class Settings(BaseSettings):
                 ("slack_bot_token", "slack_signing_secret"),
                 ("telegram_bot_token", "telegram_webhook_secret"),
             )
-            if getattr(self, token) and not getattr(self, secret)
+            if getattr(self, token) and not self._given(secret)
         ]
         if missing:
             names = ", ".join(name.upper() for name in missing)
             raise ConfigError(f"a channel is on but its secret is missing: set {names}")
         return self
+
+    def _given(self, name: str) -> bool:
+        # WHATSAPP_PHONE_ID of commas and spaces names no number: as good as unset
+        return bool(self.whatsapp_phone_ids if name == "whatsapp_phone_id" else getattr(self, name))
 
     @property
     def effective_database_url(self) -> str:

@@ -18,12 +18,12 @@ that cannot store anything answers 503.
 """
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from bot.core import tunables
+from bot.whatsapp.payloads import body_digest
 from store.db import Database, is_unavailable
 from store.errors import describe_error
 from store.inbound import insert_events
@@ -163,7 +163,7 @@ def refused_row(row: dict[str, Any], error: Exception) -> dict[str, Any]:
     with the reason the database gave."""
     raw = row["raw_body"]
     return {"provider": row["provider"], "kind": row["kind"], "contact_key": None,
-            "provider_event_id": "sha256:" + hashlib.sha256(raw).hexdigest(),
+            "provider_event_id": body_digest(raw),
             "occurred_at": None, "raw_body": raw, "status": EventStatus.FAILED,
             "error": f"the database refused this item: {describe_error(error)}"}
 

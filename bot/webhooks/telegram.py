@@ -17,7 +17,6 @@ would otherwise send the customer a second reply).
 """
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -38,6 +37,7 @@ from bot.core.services import Services
 from bot.core.settings import Settings, reveal
 from bot.webhooks.agents import dispatch_after, run_agent_command
 from bot.webhooks.body import BodyRefused, read_body, refusal
+from bot.whatsapp.payloads import body_digest
 from notifiers.grammar import CommandRequest, CommandResult
 from notifiers.telegram import (
     bot_api_url,
@@ -181,10 +181,6 @@ def failed_row(raw: bytes, update_id: int | None, kind: str, reason: str) -> dic
     return {"provider": PROVIDER, "provider_event_id": key, "kind": kind,
             "contact_key": None, "occurred_at": None, "raw_body": raw,
             "status": EventStatus.FAILED, "error": reason}
-
-
-def body_digest(raw: bytes) -> str:
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _secret_ok(request: Request) -> bool:

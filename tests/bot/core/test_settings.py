@@ -52,3 +52,12 @@ def test_secrets_never_print_and_are_all_known_to_the_log_redaction():
     assert not {"xoxb-1", "sig-2", "1:tg-3", "hook-4"} & set(repr(settings).split("'"))
     assert "xoxb-1" not in repr(settings) and "xoxb-1" not in str(settings.model_dump())
     assert set(settings.secrets()) == {"xoxb-1", "sig-2", "1:tg-3", "hook-4", "pw-5"}
+
+
+def test_a_phone_id_list_of_only_commas_names_no_number():
+    with pytest.raises(ConfigError, match="WHATSAPP_PHONE_ID"):
+        Settings(_env_file=None, whatsapp_token="t", whatsapp_app_secret="a",
+                 whatsapp_verify_token="v", whatsapp_phone_id=" , ")
+    several = Settings(_env_file=None, whatsapp_token="t", whatsapp_app_secret="a",
+                       whatsapp_verify_token="v", whatsapp_phone_id="111, 222,")
+    assert several.whatsapp_phone_ids == ("111", "222")
