@@ -25,6 +25,8 @@ from pathlib import Path
 import loadgen  # bench/loadgen.py, beside this script
 from sqlalchemy import func, select
 
+from bot.core.bootstrap import configure_keys
+from bot.core.settings import Settings
 from sandbox.graph import FakeGraph
 from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
@@ -142,7 +144,9 @@ def run_rate(rate: int, seconds: float, redis_url: str | None) -> dict:
                      ready_url=f"http://127.0.0.1:{port}/healthz"), \
                 running(commands[1:], env=env, cwd=workdir,
                         ready_url=f"http://127.0.0.1:{port}/readyz"):
-            db = Database(f"sqlite:///{workdir / 'var' / 'opsbot.db'}")
+            url = f"sqlite:///{workdir / 'var' / 'opsbot.db'}"
+            configure_keys(Settings(database_url=url))  # the keys `opsbot serve` made
+            db = Database(url)
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(1, mp_context=spawn) as generator:
                 # Warm-up, not measured: the first messages pay for connections and caches.

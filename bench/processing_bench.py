@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bot.usecases.messages  # noqa: E402
 from bench.e2e_bench import RULES  # noqa: E402
+from bot.core.bootstrap import configure_keys  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from bot.usecases.messages import apply_message, apply_pending  # noqa: E402
 from bot.webhooks.whatsapp import event_rows  # noqa: E402
 from rules import RulesHolder, prepare_language_detection  # noqa: E402
@@ -125,6 +127,7 @@ def run_round(count: int, batch: int, *, counting: bool = False) -> dict[str, di
         services = SimpleNamespace(rules=RulesHolder(rules))  # all that processing reads
         prepare_language_detection(services.rules.current)  # as a worker does at start
         url = f"sqlite:///{tmp}/opsbot.db"
+        configure_keys(Settings(database_url=url))  # customer data is sealed, as in opsbot
         upgrade_database(url)
         db = Database(url)
         start = int(time.time()) - 2 * count - 60

@@ -95,6 +95,28 @@ class Escalation(StrictModel):
         return tuple(sorted(set(percents)))
 
 
+class RetentionPolicy(StrictModel):
+    """How long data is kept (`retention:`); a kind left out is kept forever."""
+
+    raw_events: Duration | None = None
+    messages: Duration | None = None
+    closed_tasks: Duration | None = None
+
+    @field_validator("raw_events", "messages", "closed_tasks")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        # `0d` would delete everything at the next run: far more likely a typo than a wish.
+        if value is not None and value <= timedelta(0):
+            raise ValueError("a retention period must be longer than zero, e.g. 30d")
+        return value
+
+    def periods(self) -> dict[str, timedelta]:
+        """The kinds that have a period, in the order a run removes them."""
+        found = {"raw_events": self.raw_events, "messages": self.messages,
+                 "closed_tasks": self.closed_tasks}
+        return {kind: period for kind, period in found.items() if period is not None}
+
+
 class Team(StrictModel):
     supervisor: str
     strategy: Strategy = Strategy.least_loaded
@@ -192,6 +214,7 @@ class RulesConfig(StrictModel):
     minutes_saved_per_task: float = Field(default=5, ge=0)
     closing_reply: dict[str, ReplyTemplate] = {}
     out_of_window_template: TemplateRef | None = None
+    retention: RetentionPolicy = RetentionPolicy()
     # Filled by rules.matching.compiled_rules: the schema must not depend on evaluation.
     _compiled_rules: object | None = PrivateAttr(default=None)
 

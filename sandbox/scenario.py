@@ -27,7 +27,9 @@ from sandbox.inbound import (
 )
 from sandbox.slack import FakeSlack
 from sandbox.telegram import FakeTelegram
+from store.contacts import upsert_contact
 from store.db import Database
+from store.keys import blind_index
 from store.models import (
     Contact,
     InboundEvent,
@@ -37,6 +39,7 @@ from store.models import (
     Task,
     TaskEvent,
 )
+from store.types import utcnow
 
 _ALIAS = re.compile(r"\{(\w+)\}")
 
@@ -271,10 +274,10 @@ def seed_customers(db: Database, scenario: Scenario) -> None:
     """Creates the scenario's customers with their CRM status (as a CRM import would)."""
     with db.transaction() as session:
         for spec in scenario.customers.values():
-            exists = session.scalar(select(Contact).where(Contact.wa_id == spec.phone))
-            if exists is None:
-                session.add(Contact(wa_id=spec.phone, phone=spec.phone, name=spec.name,
-                                    crm_status=spec.status))
+            contact, created = upsert_contact(session, wa_id=spec.phone, user_id=None,
+                                              name=spec.name, now=utcnow())
+            if created:
+                contact.crm_status = spec.status
 
 
 def _message_part(step: dict) -> dict:
@@ -289,7 +292,8 @@ def _message_part(step: dict) -> dict:
 
 def _owed_to(session, wa_id: str) -> bool:
     query = (select(OutboxMessage.id).join(Contact, OutboxMessage.contact_id == Contact.id)
-             .where(Contact.wa_id == wa_id, OutboxMessage.status == OutboxStatus.PENDING))
+             .where(Contact.wa_id_index == blind_index(wa_id),
+                    OutboxMessage.status == OutboxStatus.PENDING))
     return session.scalar(query.limit(1)) is not None
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
+from store.crypto import attach, reading
 from store.errors import ConcurrentUpdate
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,7 +66,7 @@ def create_owner_only(path: Path) -> None:
     """Creates the database file (0600) and the folders missing above it (0700), so that
     customer data is not readable by the machine's other users. SQLite gives its -wal and -shm
     files the database file's mode. Existing files and folders are left as they are."""
-    for folder in [*reversed(path.parents), path.parent]:
+    for folder in reversed(path.parents):
         if not folder.exists():
             folder.mkdir(mode=0o700, exist_ok=True)
     with suppress(FileExistsError):  # made by another process starting at the same time
@@ -203,6 +204,7 @@ class WriterLock:
     def held(self) -> Iterator[None]:
         if self._pid != os.getpid():
             self._pid, self._threads = os.getpid(), threading.Lock()
+            create_owner_only(self.path)
             self._file = open(self.path, "a")  # noqa: SIM115 - kept open for the process
         if not self._threads.acquire(timeout=WRITER_WAIT):
             raise TimeoutError(f"another writer held {self.path.name} for {WRITER_WAIT} s")
@@ -229,6 +231,7 @@ class Database:
     def __init__(self, url: str, **engine_kwargs) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
+        attach(self.engine)  # where data keys are looked up outside its transactions
         self._writer = _writer_lock(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(
@@ -250,8 +253,9 @@ class Database:
     def _session(self, readonly: bool) -> Iterator[Session]:
         session = (self._readers if readonly else self._sessions)()
         try:
-            yield session
-            session.commit()
+            with reading(self.engine):  # sealed values name their keys, kept in this database
+                yield session
+                session.commit()
         except StaleDataError as exc:
             session.rollback()
             message = "the task was changed by someone else just now; try again"

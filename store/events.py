@@ -1,16 +1,31 @@
-"""The audit trail: every change of a task is written here, in the caller's transaction."""
+"""The audit trail: every change of a task is written here, in the caller's transaction.
 
+The events of one task form a hash chain (those of no task form the "system" chain): each
+event carries the hash of the chain's previous event and its own, an HMAC keyed with the
+audit key over what is stored, so that an edit, a deletion, a swap or a forged row shows
+(`store.audit.verify_audit`).
+"""
+
+import hashlib
+import hmac
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, Select, bindparam, insert, or_, select, text
+from sqlalchemy.orm import Session, object_session
 
+from store import keys
+from store.contacts import data_key_of
+from store.crypto import seal_text
 from store.models import Task, TaskEvent, TaskStatus
 from store.types import utcnow
+
+SYSTEM_CHAIN = "system"  # the chain of the events of no task
+AUDIT_LOCKS = 7_246_002  # pg_advisory_xact_lock(AUDIT_LOCKS, task id or 0): one per chain
 
 
 class Audit(StrEnum):
@@ -35,6 +50,8 @@ class Audit(StrEnum):
     MESSAGE_DELETED = "message_deleted"  # the customer deleted a message: details: message_id
     CONTACT_CHANGED = "contact_changed"  # a new number: details: old_wa_id, new_wa_id
     WHATSAPP_ERROR = "whatsapp_error"  # no task: Meta reported an error (code, title, details)
+    RETENTION = "retention"  # no task: details: purged_tasks (their chains were deleted)
+    AUDIT_VERIFIED = "audit_verified"  # no task: details: ok, events, problems
 
 
 def record_event(
@@ -48,16 +65,103 @@ def record_event(
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Appends an audit event (the only writer of task_events); `task` must be in the
-    database already (it is once it has an id).
+    """Appends an audit event (the only writer of task_events) to its task's chain; `task`
+    must be in the database already (it is once it has an id).
 
     The row is written at once with a plain INSERT: events are never changed afterwards, and
     the ORM's unit of work would cost several times more per event.
     """
-    values = {"task_id": task.id if task is not None else None, "actor": actor,
-              "action": action, "from_status": from_status, "to_status": to_status,
-              "details": details or {}, "at": at or utcnow()}
+    task_id = task.id if task is not None else None
+    stored = encode_details(details or {}, task=task)
+    at = at or utcnow()
+    prev_hash = _chain_head(session, task_id)
+    own = event_hash(task_id=task_id, actor=actor, action=action, from_status=from_status,
+                     to_status=to_status, details_text=stored, at=at, prev_hash=prev_hash)
+    values = {"task_id": task_id, "actor": actor, "action": action, "from_status": from_status,
+              "to_status": to_status, "details": stored, "at": at, "prev_hash": prev_hash,
+              "hash": own}
     session.connection().execute(_insert_event(), values)
+    _heads(session)[task_id] = own
+
+
+# Details that may hold what a customer wrote or what was written to or about them: each is
+# sealed with the customer's data key (the task's contact), so that erasing the customer makes
+# them unreadable while the rest (statuses, agents, ratings: the KPIs' figures) stays.
+PERSONAL_DETAILS = frozenset({"text", "previous", "note", "reason", "resolution", "comment",
+                              "title", "name", "old_wa_id", "new_wa_id"})
+
+
+def encode_details(details: dict[str, Any], *, task: Task | None) -> str:
+    """The text stored (and hashed) for an event's `details`: canonical JSON, with the
+    PERSONAL_DETAILS sealed with the data key of `task`'s customer."""
+    if any(key in PERSONAL_DETAILS and isinstance(value, str) for key, value in details.items()):
+        key_id = _data_key(task)
+        details = {key: seal_text(value, key_id)
+                   if key in PERSONAL_DETAILS and isinstance(value, str) else value
+                   for key, value in details.items()}
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _data_key(task: Task | None) -> str | None:
+    session = object_session(task) if task is not None else None
+    if session is None:
+        return None
+    return data_key_of(session, contact_id=task.contact_id)
+
+
+def event_hash(*, task_id: int | None, actor: str, action: str, from_status: str | None,
+               to_status: str | None, details_text: str, at: datetime,
+               prev_hash: str | None) -> str:
+    """An event's hash (hex HMAC-SHA256 with the audit key) over its stored fields and the
+    hash of its chain's previous event; raises KeysError when no keys are configured."""
+    at_iso = at.astimezone(UTC).isoformat(timespec="microseconds")
+    fields = [task_id, actor, action, from_status, to_status, details_text, at_iso, prev_hash]
+    return keyed_hash(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
+
+
+def keyed_hash(canonical: str) -> str:
+    """The hex HMAC-SHA256 of `canonical` with the audit key."""
+    return hmac.new(keys.current().audit, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def chain_key(task_id: int | None) -> str:
+    """How reports and anchors name a chain: `T-<id>`, or `system` for no task."""
+    return SYSTEM_CHAIN if task_id is None else f"T-{task_id}"
+
+
+def lock_chain(session: Session, chain: int | None) -> None:
+    """Holds a chain (a task id, None for the system chain) until the transaction ends
+    (PostgreSQL: two transactions appending to one chain would fork it; SQLite has one
+    writer already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :chain)"),
+                        {"space": AUDIT_LOCKS, "chain": chain or 0})
+
+
+def _chain_head(session: Session, task_id: int | None) -> str | None:
+    heads = _heads(session)
+    if task_id not in heads:
+        lock_chain(session, task_id)
+        params = {} if task_id is None else {"task_id": task_id}
+        heads[task_id] = session.scalar(_head_query(task_id is None), params)
+    return heads[task_id]
+
+
+def _heads(session: Session) -> dict[int | None, str | None]:
+    """The hash of each chain's last event, as this transaction wrote or read it; kept per
+    transaction and savepoint, so that nothing rolled back (nor another transaction's
+    appends, once this one ended) is ever taken for a head."""
+    scope = (session.get_transaction(), session.get_nested_transaction())
+    cached = session.info.get("audit_heads")
+    if cached is None or cached[0][0] is not scope[0] or cached[0][1] is not scope[1]:
+        cached = session.info["audit_heads"] = (scope, {})
+    return cached[1]
+
+
+@cache
+def _head_query(system: bool) -> Select:
+    chain = TaskEvent.task_id.is_(None) if system else TaskEvent.task_id == bindparam("task_id")
+    return select(TaskEvent.hash).where(chain).order_by(TaskEvent.id.desc()).limit(1)
 
 
 @cache

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store.keys import blind_index
 from store.models import EventStatus, InboundEvent
 from store.types import utcnow
 from store.upsert import insert_ignore
@@ -21,14 +22,16 @@ DRAINED_PROVIDER = "whatsapp"
 def insert_events(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
     """Inserts raw events; a (provider, provider_event_id) already stored is skipped.
 
-    Each row: provider, provider_event_id, kind, contact_key, occurred_at, raw_body and
-    optionally status/error (a body we could not read is stored already failed).
+    Each row: provider, provider_event_id, kind, contact_key (the customer's wa_id or user
+    id: stored as its blind index), occurred_at, raw_body (stored sealed) and optionally
+    status/error (a body we could not read is stored already failed).
     """
     if not rows:
         return
     now = utcnow()
     values = [
-        {"status": EventStatus.PENDING, "error": None, "received_at": now, "attempts": 0, **row}
+        {"status": EventStatus.PENDING, "error": None, "received_at": now, "attempts": 0, **row,
+         "contact_key": row["contact_key"] and blind_index(row["contact_key"])}
         for row in rows
     ]
     session.execute(insert_ignore(session, InboundEvent), values)

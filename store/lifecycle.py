@@ -70,6 +70,13 @@ class Actor:
 SYSTEM = Actor(ActorKind.SYSTEM)
 
 
+def customer_actor(contact_id: int) -> Actor:
+    """A customer as the audit trail names them: by their contact's number, never by their
+    phone number (an actor is not sealed: it names who acted, for as long as the audit
+    lasts)."""
+    return Actor(ActorKind.CUSTOMER, f"contact-{contact_id}")
+
+
 @dataclass(frozen=True)
 class Transition:
     sources: frozenset[TaskStatus]

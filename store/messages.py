@@ -6,6 +6,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store.contacts import data_key_of
+from store.crypto import personal
 from store.models import Direction, Message
 from store.rows import insert_row
 
@@ -27,13 +29,24 @@ def record_inbound_message(
 ) -> Message | None:
     """Stores a customer's message (in `task_id` when given); returns None when this wamid
     was stored before (one INSERT that the unique wamid lets through, also against a
-    concurrent worker)."""
-    return insert_row(session, Message, {
+    concurrent worker). The text and the payload are sealed with the customer's data key."""
+    key_id = data_key_of(session, contact_id=contact_id)
+    message = insert_row(session, Message, {
         "provider_message_id": provider_message_id, "direction": Direction.INBOUND,
-        "contact_id": contact_id, "task_id": task_id, "type": type, "text": text,
-        "media_id": media_id, "payload": payload, "status": "received", "sent_at": at,
+        "contact_id": contact_id, "task_id": task_id, "type": type,
+        "text": personal(text, key_id), "media_id": media_id,
+        "payload": personal(payload, key_id), "status": "received", "sent_at": at,
         "created_at": at,
     }, skip_conflict=True)
+    return message
+
+
+def change_message(session: Session, *, message: Message, text: str | None,
+                   payload: dict[str, Any]) -> None:
+    """Replaces a stored message's text and payload (the customer edited or deleted it),
+    sealed with its customer's data key."""
+    key_id = data_key_of(session, contact_id=message.contact_id)
+    message.text, message.payload = personal(text, key_id), personal(payload, key_id)
 
 
 def get_message(session: Session, *, provider_message_id: str) -> Message | None:

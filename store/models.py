@@ -10,7 +10,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Text,
@@ -19,7 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from store.types import UTCDateTime, utcnow
+from store.crypto import SecretBytes, SecretJSON, SecretText
+from store.types import StoredJSON, UTCDateTime, utcnow
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -75,14 +75,31 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
 
 
+class DataKey(Base):
+    """A contact's data key, wrapped by a master key (store.crypto); NULL once destroyed."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wrapped: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    destroyed_at: Mapped[datetime | None]
+
+
 class Contact(Base):
+    """A customer. Their number, BSUID and name are sealed with their own data key; the
+    number and BSUID are found by blind index (store.keys.blind_index)."""
+
     __tablename__ = "contacts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    wa_id: Mapped[str | None] = mapped_column(String(32), unique=True)
-    user_id: Mapped[str | None] = mapped_column(String(128), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(32))
-    name: Mapped[str | None] = mapped_column(String(200))
+    data_key_id: Mapped[str | None] = mapped_column(String(32))
+    wa_id_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    user_id_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    wa_id: Mapped[str | None] = mapped_column(SecretText)
+    user_id: Mapped[str | None] = mapped_column(SecretText)
+    phone: Mapped[str | None] = mapped_column(SecretText)
+    name: Mapped[str | None] = mapped_column(SecretText)
     language: Mapped[str | None] = mapped_column(String(8))
     crm_status: Mapped[str] = mapped_column(String(32), default="lead")
     tags: Mapped[list[str]] = mapped_column(default=list)
@@ -94,6 +111,8 @@ class Contact(Base):
     business_phone_id: Mapped[str | None] = mapped_column(String(32))
     # When WhatsApp last reported that the customer's identity changed (new phone, reinstall).
     identity_changed_at: Mapped[datetime | None]
+    # When the customer's data was erased (GDPR): the row stays for the tasks' figures.
+    erased_at: Mapped[datetime | None]
 
 
 class AgentState(Base):
@@ -126,7 +145,7 @@ class Task(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    title: Mapped[str] = mapped_column(String(300))
+    title: Mapped[str] = mapped_column(SecretText)
     category: Mapped[str] = mapped_column(String(32))
     priority: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24), default=TaskStatus.NEW, index=True)
@@ -187,9 +206,9 @@ class Message(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
     type: Mapped[str] = mapped_column(String(24), default="text")
-    text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(SecretText)
     media_id: Mapped[str | None] = mapped_column(String(256))
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(SecretJSON, default=dict)
     via: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
@@ -207,9 +226,10 @@ class InboundEvent(Base):
     provider: Mapped[str] = mapped_column(String(16))
     provider_event_id: Mapped[str] = mapped_column(String(300))
     kind: Mapped[str] = mapped_column(String(16), default="message")
+    # the customer's blind index (store.keys.blind_index of their wa_id or user_id)
     contact_key: Mapped[str | None] = mapped_column(String(128), index=True)
     occurred_at: Mapped[datetime | None]
-    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_body: Mapped[bytes] = mapped_column(SecretBytes)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING, index=True)
     error: Mapped[str | None] = mapped_column(Text)
@@ -231,7 +251,7 @@ class OutboxMessage(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     channel: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(24))
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(SecretJSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -245,15 +265,34 @@ class OutboxMessage(Base):
 
 
 class TaskEvent(Base):
-    """Append-only audit trail: written only through `store.events.record_event`."""
+    """Append-only audit trail: written only through `store.events.record_event`. The events
+    of a task (of no task: the system chain) form a hash chain (see `store.audit`)."""
 
     __tablename__ = "task_events"
+    # a chain's head (its last event) is one index probe: the append path reads it every time
+    __table_args__ = (Index("ix_task_events_task_id_id", "task_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     actor: Mapped[str] = mapped_column(String(160))
     action: Mapped[str] = mapped_column(String(32), index=True)
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str | None] = mapped_column(String(24))
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(StoredJSON, default=dict)  # text as hashed
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # NULL: first, or before 0007
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """A keyed summary of the audit chains' heads, written every few minutes (see
+    `store.audit.write_anchor`): a chain's last events cannot vanish unseen once anchored."""
+
+    __tablename__ = "audit_anchors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    heads: Mapped[dict[str, Any]]  # chain key -> [last event id, its hash], changed chains
+    event_count: Mapped[int]  # events in the trail when anchored
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

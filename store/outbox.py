@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from store.contacts import data_key_of
+from store.crypto import personal
 from store.models import Contact, Direction, Message, OutboxMessage, OutboxStatus, Task
 from store.rows import insert_row
 
@@ -35,10 +37,20 @@ def add_outbox_message(
     if not new_key and _queued(session, dedupe_key):
         return None
     return insert_row(session, OutboxMessage, {
-        "dedupe_key": dedupe_key, "channel": channel, "kind": kind, "payload": payload,
+        "dedupe_key": dedupe_key, "channel": channel, "kind": kind,
+        "payload": personal(payload, _data_key(session, contact_id, task_id)),
         "task_id": task_id, "agent_id": agent_id, "contact_id": contact_id,
         "status": OutboxStatus.PENDING,
     })
+
+
+def _data_key(session: Session, contact_id: int | None, task_id: int | None) -> str | None:
+    """The key that seals a delivery's payload: its customer's (cards carry what they
+    wrote)."""
+    if contact_id is None and task_id is not None:
+        task = session.get(Task, task_id)
+        contact_id = task.contact_id if task is not None else None
+    return data_key_of(session, contact_id=contact_id)
 
 
 def queue_customer_message(
@@ -61,8 +73,8 @@ def queue_customer_message(
         return None
     message = insert_row(session, Message, {
         "direction": Direction.OUTBOUND, "contact_id": contact.id,
-        "task_id": task.id if task is not None else None, "type": "text", "text": text,
-        "status": "queued",
+        "task_id": task.id if task is not None else None, "type": "text",
+        "text": personal(text, contact.data_key_id), "status": "queued",
     })
     return add_outbox_message(
         session,

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.agents import note_load
+from store.contacts import data_key_of
+from store.crypto import personal
 from store.errors import NotFound
 from store.events import Audit, record_event
 from store.lifecycle import Action, Actor, check_transition, visible_to
@@ -110,7 +112,8 @@ def create_task(
     """Adds a new task (status new) and its `created` audit event; returns it with its number."""
     now = now or utcnow()
     task = insert_row(session, Task, {
-        **fields, "title": title[:300], "category": category, "priority": priority,
+        **fields, "title": personal(title[:300], data_key_of(session, contact_id=contact_id)),
+        "category": category, "priority": priority,
         "status": TaskStatus.NEW, "contact_id": contact_id, "created_at": now, "updated_at": now,
     })
     note_load(session, before=None, after=_load_of(task))

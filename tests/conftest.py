@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from store import keys
 from store.db import Database, upgrade_database
 from store.models import Base
 
@@ -25,6 +26,14 @@ POSTGRES_URL = os.environ.get(
 # OPSBOT_TEST_REDIS_DB: another database number, so that parallel test runs do not collide.
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_DB = int(os.environ.get("OPSBOT_TEST_REDIS_DB", "9"))
+
+# The tests' keys (fixed, so that a failure can be read again): this process's, and the
+# processes the tests start inherit them. Tests of a missing or generated key remove them.
+TEST_DATA_KEYS = "ktest:" + "A" * 43
+TEST_INDEX_KEY = "B" * 43
+os.environ.setdefault("OPSBOT_DATA_KEYS", TEST_DATA_KEYS)
+os.environ.setdefault("OPSBOT_INDEX_KEY", TEST_INDEX_KEY)
+keys.configure(keys.parse_keys(os.environ["OPSBOT_DATA_KEYS"], os.environ["OPSBOT_INDEX_KEY"]))
 
 
 def _answers(host: str, port: int) -> bool:

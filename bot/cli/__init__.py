@@ -5,8 +5,12 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.audit import audit_app
+from bot.cli.contacts import contacts_app
+from bot.cli.keys import keys_app
 from bot.cli.ops import register as register_ops
 from bot.cli.report import report as report_command
+from bot.cli.retention import retention_app
 from bot.cli.rules import rules_app
 from bot.cli.support import OpsbotGroup
 from bot.cli.tasks import tasks_app
@@ -16,8 +20,12 @@ from bot.core.settings import DATABASE_HELP
 app = typer.Typer(cls=OpsbotGroup, epilog=DATABASE_HELP,
                   help="opsbot: every WhatsApp message becomes a task that gets done.")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(audit_app, name="audit")
 app.add_typer(rules_app, name="rules")
+app.add_typer(retention_app, name="retention")
 app.add_typer(telegram_app, name="telegram")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(keys_app, name="keys")
 app.command("report")(report_command)
 register_ops(app)
 

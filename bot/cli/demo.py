@@ -15,6 +15,8 @@ from functools import partial
 from pathlib import Path
 
 from bot.cli.report import render_report
+from bot.core.bootstrap import configure_keys
+from bot.core.settings import Settings
 from rules import load_rules
 from sandbox.graph import FakeGraph
 from sandbox.scenario import Fakes, Player, load_scenario, seed_customers
@@ -59,7 +61,13 @@ def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now) -> 
             env=sandbox_environment(graph, slack, telegram, RULES_PATH="rules.yaml"),
             cwd=workdir, ready_url=f"http://127.0.0.1:{port}/readyz",
         ))
-        db = Database(f"sqlite:///{workdir / 'var' / 'opsbot.db'}")
+        url = f"sqlite:///{workdir / 'var' / 'opsbot.db'}"
+        settings = Settings(database_url=url)
+        configure_keys(settings)  # the keys `opsbot run` made or was given
+        if settings.key_file.is_file():
+            echo(f"customer data is sealed with the keys opsbot run made in {settings.key_file} "
+                 "(owner-only)")
+        db = Database(url)
         stack.callback(db.dispose)
         seed_customers(db, scenario)
         echo(f"\nTimeline (times in {config.timezone})\n--------")

@@ -1,8 +1,11 @@
 """The one place that turns settings into connected parts: database, rules, Redis, jobs and
 the senders of every channel that is on."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -21,7 +24,8 @@ from notifiers.channels import ChannelSender
 from notifiers.slack import SlackSender
 from notifiers.telegram import TelegramSender
 from rules import RulesHolder
-from store.db import Database, is_unavailable, upgrade_database
+from store import keys
+from store.db import Database, create_owner_only, is_unavailable, upgrade_database
 
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Database:
@@ -30,10 +34,60 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
     Raises ConfigError when DATABASE_URL cannot be used or, migrating, the database does not
     answer (see `database_errors_explained`)."""
     url = settings.effective_database_url
+    configure_keys(settings)
     with database_errors_explained(settings):
         if migrate:
             upgrade_database(url)
         return Database(url)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def configure_keys(settings: Settings, *, say: Callable[[str], None] = _say) -> None:
+    """Gives this process the keys that seal customer data: OPSBOT_DATA_KEYS and
+    OPSBOT_INDEX_KEY, or with SQLite and neither set, the key file beside the database (made,
+    owner-only, for a new database). Raises ConfigError when they are missing or malformed."""
+    data, index = reveal(settings.opsbot_data_keys), reveal(settings.opsbot_index_key)
+    try:
+        if data or index or settings.key_file is None:
+            keys.configure(keys.parse_keys(data, index))
+            return
+        keys.configure(_key_file_keys(settings.key_file, settings.sqlite_path, say))
+    except keys.KeysError as exc:
+        where = "PostgreSQL needs them" if settings.key_file is None else "set both or neither"
+        raise ConfigError(f"{exc} ({where}; README: Security and compliance)") from exc
+
+
+def _key_file_keys(path: Path, database: Path, say: Callable[[str], None]) -> keys.Keys:
+    if not path.is_file():
+        if _holds_sealed_data(database):
+            raise ConfigError(f"the key file {path.resolve()} is missing, and the data in "
+                              f"{database.resolve()} cannot be read without it: restore it, "
+                              "or set OPSBOT_DATA_KEYS and OPSBOT_INDEX_KEY")
+        create_owner_only(path)
+        path.write_text(KEY_FILE_HEADER + f"OPSBOT_DATA_KEYS={keys.new_master_entry()}\n"
+                        f"OPSBOT_INDEX_KEY={keys.new_key()}\n")
+        say(f"opsbot: created the data keys in {path.resolve()} (owner-only): back it up with "
+            "the database; without it the customer data cannot be read")
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                  if "=" in line and not line.startswith("#"))
+    return keys.parse_keys(values.get("OPSBOT_DATA_KEYS"), values.get("OPSBOT_INDEX_KEY"))
+
+
+KEY_FILE_HEADER = ("# opsbot's keys for the SQLite database beside this file (README: Security and "
+                   "compliance).\n# Keep it with the database's backups and nowhere else.\n")
+
+
+def _holds_sealed_data(database: Path) -> bool:
+    if not database.is_file():
+        return False
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        try:
+            return connection.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # no such table: a database from before encryption
+            return False
 
 
 @contextmanager

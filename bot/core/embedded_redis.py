@@ -56,6 +56,8 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         """Starts the server and returns its URL once it answers PING."""
+        # mkdtemp makes the folder 0700: the socket and the data passing through it stay the
+        # owner's. Keep it (a plain mkdir follows the umask).
         self.directory = Path(tempfile.mkdtemp(prefix="opsbot-redis-"))
         args = [
             redis_executable(), "--port", "0", "--unixsocket", str(self.socket),

@@ -1,11 +1,12 @@
-"""The one logging set-up of opsbot's processes, with redaction of secrets.
+"""The one logging set-up of opsbot's processes, with redaction of secrets and customer data.
 
 Every record of every logger (ours, uvicorn's, RQ's, httpx's) is built by one record factory
-that redacts the configured secrets and anything shaped like a token (a Telegram bot token in
-a Bot API path, `token=`/`secret=` query values) from its message and its traceback, before
-any handler formats it. Third-party request loggers stay at WARNING: httpx logs every request
-URL at INFO, and the Bot API carries the bot token in the path; SQLAlchemy's statements and
-rows carry customers' data.
+that redacts the configured secrets, anything shaped like a token (a Telegram bot token in
+a Bot API path, `token=`/`secret=` query values) and customers' identifiers (phone numbers,
+WhatsApp user ids, e-mail addresses) from its message and its traceback, before any handler
+formats it. Third-party request loggers stay at WARNING: httpx logs every request URL at INFO,
+and the Bot API carries the bot token in the path; SQLAlchemy's statements and rows carry
+customers' data.
 """
 
 import logging
@@ -24,11 +25,26 @@ _PATTERNS = (
     re.compile(r"(?<=/bot)\d+:[A-Za-z0-9_-]+"),
     re.compile(r"(?i)(?<=[?&])([\w.]*(?:token|secret|signature|password)[\w.]*=)[^&\s\"']+"),
 )
+# Customers' identifiers, wherever a message, an argument or a traceback quotes them. A digit
+# run or a `+` inside a token (preceded by a letter, a digit or one of `_+/`: a wamid or a
+# base64 id) is not a phone number, nor is one joined by `.` or `-` to what follows or comes
+# before (dates, decimals, UUIDs, `T-12`).
+_CUSTOMER_PATTERNS = (
+    re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail addresses
+    # WhatsApp business-scoped user ids (pywa's `bsuid`): US.13491208655302741918 and their
+    # parents, US.ENT.11815799212886844830.
+    re.compile(r"(?<![\w.])[A-Z]{2}(?:\.[A-Z]+)?\.\d{8,}(?!\w)"),
+    # Phone numbers as people write them after a `+`: +1 (631) 555-1234, +34 612 34 56 78.
+    re.compile(r"(?<![\w+/])\+\(?\d(?:[ ().-]{0,2}\d){6,14}"),
+    # Without a `+` only 8 to 15 digits in a row (wa_id 16315551234): groups separated by
+    # spaces or dashes would take dates and times too.
+    re.compile(r"(?<![\w.+/-])\d{8,15}(?!\w|[.,]\d|-\w)"),
+)
 _MIN_SECRET = 4  # shorter values would mask ordinary words
 
 
 class Redactor:
-    """Replaces `secrets` and token-shaped text by `***`."""
+    """Replaces `secrets`, token-shaped text and customers' identifiers by `***`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len,
@@ -38,7 +54,10 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
         text = _PATTERNS[0].sub(MASK, text)
-        return _PATTERNS[1].sub(lambda m: m.group(1) + MASK, text)
+        text = _PATTERNS[1].sub(lambda m: m.group(1) + MASK, text)
+        for pattern in _CUSTOMER_PATTERNS:
+            text = pattern.sub(MASK, text)
+        return text
 
 
 def configure_logging(secrets: Iterable[str] = (), level: int | str = logging.INFO) -> None:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
 
+    # Master keys (ID:KEY,…: the first wraps) and the blind-index key (store/keys.py). Unset
+    # with SQLite: a key file beside the database is made and used (README: Security).
+    opsbot_data_keys: SecretStr | None = None
+    opsbot_index_key: SecretStr | None = None
+
     public_url: str | None = None  # https base where agents reach opsbot: media links on cards
 
     log_level: str = "INFO"  # LOG_LEVEL: DEBUG, INFO, WARNING…; secrets are redacted at all
@@ -114,6 +119,21 @@ class Settings(BaseSettings):
         return hide_password(self.database_url)
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None on PostgreSQL."""
+        url = self.effective_database_url
+        if _scheme(url) != "sqlite":
+            return None
+        return Path(url.split(":///", 1)[1].split("?", 1)[0])
+
+    @property
+    def key_file(self) -> Path | None:
+        """Where the keys of a SQLite database are kept when OPSBOT_DATA_KEYS is unset: beside
+        it (None on PostgreSQL: keys must be configured)."""
+        path = self.sqlite_path
+        return path.with_name(path.stem + ".keys") if path is not None else None
+
+    @property
     def uses_default_database(self) -> bool:
         return not self.database_url
 
@@ -146,6 +166,7 @@ class Settings(BaseSettings):
         """Every configured secret (tokens, signing secrets, passwords in the URLs), for the
         log redaction."""
         values = [reveal(getattr(self, name)) for name in SECRET_FIELDS]
+        values += [entry.partition(":")[2] for entry in reveal(self.opsbot_data_keys).split(",")]
         values += [urlsplit(url).password or "" for url in (self.database_url, self.redis_url)
                    if url]
         return [value for value in values if value]
@@ -153,7 +174,7 @@ class Settings(BaseSettings):
 
 SECRET_FIELDS = ("whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token",
                  "slack_bot_token", "slack_signing_secret", "slack_app_token",
-                 "telegram_bot_token", "telegram_webhook_secret")
+                 "telegram_bot_token", "telegram_webhook_secret", "opsbot_index_key")
 
 
 def hide_password(url: str) -> str:

@@ -86,3 +86,9 @@ REDIS_HEALTH_CHECK_INTERVAL = 30  # seconds idle after which a connection is PIN
 # --- Meta's webhook-level errors (bot.usecases.platform) --------------------------------------
 PLATFORM_ERROR_CARD_EVERY = timedelta(hours=1)  # admins hear of an error code at most this
 # often: a rate limit (130429) is reported on every webhook while it lasts
+
+# --- The audit trail (bot.usecases.audit) ---------------------------------------------------
+AUDIT_ANCHOR_EVERY = timedelta(minutes=10)  # the last events of a chain can be deleted unseen
+# until an anchor covers them: ten minutes bounds that window for one cheap row
+AUDIT_VERIFY_EVERY = timedelta(days=1)  # a full walk reads every event: daily finds tampering
+# within a day at the cost of one pass over the table

@@ -16,8 +16,8 @@ from notifiers.texts import shorten
 from rules import RulesConfig
 from store.contacts import change_number, upsert_contact
 from store.events import Audit, record_event
-from store.lifecycle import Actor, ActorKind
-from store.messages import get_message, record_inbound_message
+from store.lifecycle import customer_actor
+from store.messages import change_message, get_message, record_inbound_message
 from store.models import Contact, Task
 from store.tasks import find_customer_tasks
 
@@ -66,13 +66,15 @@ def _change_message(session: Session, config: RulesConfig, message: InboundMessa
         return ChangeOutcome.NOT_FOUND
     task = session.get(Task, original.task_id) if original.task_id is not None else None
     if message.kind == Inbound.REVOKE:
-        original.payload = {**original.payload, "deleted_at": message.at.isoformat()}
+        change_message(session, message=original, text=original.text,
+                       payload={**original.payload, "deleted_at": message.at.isoformat()})
         if task is not None:
             _audit(session, task, contact, Audit.MESSAGE_DELETED, now, message_id=original.id)
         return ChangeOutcome.DELETED
     previous = original.text
     edits = [*original.payload.get("edits", []), {"text": previous, "at": message.at.isoformat()}]
-    original.text, original.payload = message.text, {**original.payload, "edits": edits}
+    change_message(session, message=original, text=message.text,
+                   payload={**original.payload, "edits": edits})
     if task is not None:
         _audit(session, task, contact, Audit.MESSAGE_EDITED, now, message_id=original.id,
                text=shorten(message.text, 1000), previous=shorten(previous or "", 1000))
@@ -96,6 +98,6 @@ def _change_number(session: Session, message: InboundMessage, contact: Contact,
 
 def _audit(session: Session, task: Task, contact: Contact, action: str, now: datetime,
            **details) -> None:
-    customer = Actor(ActorKind.CUSTOMER, contact.wa_id or contact.user_id)
+    customer = customer_actor(contact.id)
     kept = {key: value for key, value in details.items() if value is not None}
     record_event(session, task=task, actor=customer.label, action=action, details=kept, at=now)

@@ -27,7 +27,7 @@ from rules import (
 from rules.eta import describe_due
 from store.contacts import note_inbound, upsert_contact
 from store.events import Audit, record_event
-from store.lifecycle import Action, Actor, ActorKind
+from store.lifecycle import Action, customer_actor
 from store.messages import apply_status, record_inbound_message
 from store.models import Contact, Message, Task, TaskStatus
 from store.outbox import queue_customer_message
@@ -108,18 +108,14 @@ def _history(contact: Contact, tasks: CustomerTasks, at: datetime) -> HistoryFac
                         days_since_last_contact=days)
 
 
-def _customer(contact: Contact) -> Actor:
-    return Actor(ActorKind.CUSTOMER, contact.wa_id or contact.user_id)
-
-
 def _thread(session: Session, config: RulesConfig, task: Task, stored: Message,
             contact: Contact, now: datetime) -> None:
     stored.task_id = task.id
-    record_event(session, task=task, actor=_customer(contact).label, action=Audit.MESSAGE,
+    record_event(session, task=task, actor=customer_actor(contact.id).label, action=Audit.MESSAGE,
                  details={"message_id": stored.id, "type": stored.type,
                           "text": (stored.text or "")[:1000]}, at=now)
     if task.status == TaskStatus.WAITING_CUSTOMER:
-        transition_task(session, task=task, action=Action.RESUME, actor=_customer(contact),
+        transition_task(session, task=task, action=Action.RESUME, actor=customer_actor(contact.id),
                         reason="the customer answered", now=now)
     if task.assignee_id:
         notify_agent(session, config=config, kind="follow_up", task=task,
@@ -141,7 +137,7 @@ def _keep_on_closed(session: Session, task: Task | None, stored: Message, contac
     if task is None:
         return
     stored.task_id = task.id
-    record_event(session, task=task, actor=_customer(contact).label, action=Audit.MESSAGE,
+    record_event(session, task=task, actor=customer_actor(contact.id).label, action=Audit.MESSAGE,
                  details={"message_id": stored.id, "type": stored.type,
                           "text": (stored.text or "")[:1000], "reopened": False}, at=now)
 
@@ -163,7 +159,7 @@ def _rate(session: Session, task: Task, stored: Message, contact: Contact, ratin
     # A lone 1-5 right after a closing asks for nothing new: it answers "how did we do?".
     stored.task_id = task.id
     task.rating = rating
-    record_event(session, task=task, actor=_customer(contact).label, action=Audit.RATED,
+    record_event(session, task=task, actor=customer_actor(contact.id).label, action=Audit.RATED,
                  details={"rating": rating, "message_id": stored.id}, at=now)
 
 
@@ -173,7 +169,7 @@ def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
     # response already made stays the task's first response.
     sla = task.sla_policy if task.sla_policy in config.sla else None
     first_due, resolution_due = due_times(config, priority=task.priority, start=now, sla=sla)
-    transition_task(session, task=task, action=Action.REOPEN, actor=_customer(contact),
+    transition_task(session, task=task, action=Action.REOPEN, actor=customer_actor(contact.id),
                     reason="the customer wrote again", now=now,
                     details={"first_response_due": first_due.isoformat(),
                              "resolution_due": resolution_due.isoformat()})
@@ -193,7 +189,7 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
     rules = [{"rule": m.name, "reasons": list(m.reasons)} for m in decision.matched]
     task = create_task(
         session, title=decision.title, category=decision.category,
-        priority=str(decision.priority), actor=_customer(contact), contact_id=contact.id,
+        priority=str(decision.priority), actor=customer_actor(contact.id), contact_id=contact.id,
         details={"message_id": stored.id, "matched": rules}, now=now,
         tags=list(decision.tags), team=decision.team, skills=list(decision.skills),
         stage=decision.stage, rule=decision.matched[0].name if decision.matched else None,

@@ -166,8 +166,8 @@ def _send_with_retries(db: Database, outlets: Outlets,
 
 def _send_once(db: Database, outlets: Outlets,
                row: OutboxMessage) -> tuple[str | None, str | None]:
-    if row.channel == CUSTOMER_CHANNEL:
-        return row.payload.get("to"), _whatsapp(db, outlets, row)
+    if row.channel == CUSTOMER_CHANNEL:  # the customer's number stays sealed in the payload
+        return None, _whatsapp(db, outlets, row)
     if row.kind == NotificationKind.CARD_UPDATE:
         return _update_card(db, outlets, row)
     notification = _card(outlets, row)

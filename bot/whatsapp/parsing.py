@@ -120,7 +120,8 @@ def read_message(raw: bytes, *, received_at: datetime) -> InboundMessage:
     try:
         read, parsed_by = _from_pywa(_pywa_update(body, at), message), "pywa"
     except Exception as exc:  # pywa raises KeyError/ValueError/... on shapes it does not know
-        log.info("pywa could not parse message %s (%s); reading raw JSON", message.get("id"), exc)
+        log.info("pywa could not parse message %s (%s); reading raw JSON", message.get("id"),
+                 exc.__class__.__name__)  # its text may quote the customer's message
         read, parsed_by = _from_raw(message), "raw"
     if replaced:
         read.extra["timestamp_replaced"] = str(message.get("timestamp"))[:40]

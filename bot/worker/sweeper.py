@@ -14,6 +14,8 @@ from rq.registry import StartedJobRegistry
 
 from bot.core import tunables
 from bot.core.services import Services
+from bot.usecases.audit import keep_audit
+from bot.usecases.retention import retain_daily
 from bot.worker.drains import has_work, request_drain
 from bot.worker.timers import restore_missing_timers, schedule_digests
 from store.claims import held_claims, release
@@ -53,6 +55,8 @@ def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
             request_drain(services)
         report.timers = restore_timers(services, now=now)
         schedule_digests(services.jobs, services.rules.current, now=now)
+        retain_daily(services, now=now)
+        keep_audit(services, now=now)  # last: an error there stops no other step
     except (RedisError, OSError) as exc:
         log.warning("sweep: Redis unavailable (%s); next pass will retry", exc)
     if report.total:

@@ -23,6 +23,7 @@ from sandbox.stack import (
 from sandbox.telegram import FakeTelegram
 from store.db import Database
 from store.models import OutboxMessage, Task, TaskEvent
+from tests.raw_database import stored_bytes
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -63,6 +64,7 @@ def test_demo_scenario_end_to_end(played, tmp_path):
     the longest test)."""
     player, db, (graph, slack, telegram) = played
     assert_no_secret_reached_the_logs((graph, slack, telegram), tmp_path)
+    assert_nothing_of_the_customers_in_clear(player.scenario, db.url)
     t = player.tasks
     with db.transaction() as session:
         tasks = {task.id: task for task in session.scalars(select(Task))}
@@ -121,6 +123,19 @@ def test_demo_scenario_end_to_end(played, tmp_path):
     assert buttons[:2] == ["Accept", "Decline"]
     javier_cards = [m for m in telegram.sent_messages(100000003) if "reply_markup" in m]
     assert any("T-2" in m["text"] for m in javier_cards)
+
+
+def assert_nothing_of_the_customers_in_clear(scenario, url: str) -> None:
+    """The database's raw bytes (SQLite's files, a PostgreSQL dump) hold no customer's name,
+    number or message: all sealed (store.crypto)."""
+    raw = stored_bytes(url)
+    personal = [value for spec in scenario.customers.values() for value in (spec.name,
+                                                                             spec.phone)]
+    personal += [step["text"] for step in scenario.steps if len(step.get("text", "")) > 8]
+    personal += [step["say"].split(" ", 2)[2] for step in scenario.steps
+                 if step.get("say", "").startswith(("reply ", "note "))]
+    assert len(personal) > 12
+    assert [value for value in personal if value.encode() in raw] == []
 
 
 SECRETS = ("WHATSAPP_TOKEN", "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "SLACK_BOT_TOKEN",

@@ -9,8 +9,9 @@ from rules import RoutingResult, route
 from rules.config import RulesConfig
 from rules.loader import parse_rules
 from store.agents import get_agent_states
+from store.contacts import upsert_contact
 from store.lifecycle import SYSTEM, Action
-from store.models import Contact, Task
+from store.models import Task
 from store.tasks import create_task, transition_task
 
 RULES = """\
@@ -54,12 +55,11 @@ def config(text: str = RULES) -> RulesConfig:
 def make_task(session, *, assignee: str | None = None, language: str = "es",
               team: str | None = "logistics") -> Task:
     """A task of `team` (logistics) for a customer, assigned to `assignee` when given."""
-    contact = session.query(Contact).filter_by(wa_id="34600000001").first()
-    if contact is None:
-        contact = Contact(wa_id="34600000001", name="Carmen Ruiz", language=language,
-                          last_inbound_at=NOW)  # wrote just now: the reply window is open
-        session.add(contact)
-        session.flush()
+    contact, created = upsert_contact(session, wa_id="34600000001", user_id=None,
+                                      name="Carmen Ruiz", now=NOW)
+    if created:
+        contact.language = language
+        contact.last_inbound_at = NOW  # wrote just now: the reply window is open
     task = create_task(session, title="Cambio de envío", category="operations",
                        priority="normal", actor=SYSTEM, contact_id=contact.id,
                        team=team, skills=["shipping"], language=language, now=NOW)

@@ -30,7 +30,7 @@ def test_an_inserted_row_is_in_the_session_with_its_defaults_and_updates_as_usua
 
 def test_a_conflicting_row_is_skipped(db):
     with db.transaction() as session:
-        values = {"wa_id": "34600000001", "crm_status": "lead", "tags": []}
+        values = {"wa_id_index": "index-of-34600000001", "crm_status": "lead", "tags": []}
         assert insert_row(session, Contact, values, skip_conflict=True) is not None
         assert insert_row(session, Contact, values, skip_conflict=True) is None
 
