@@ -31,6 +31,7 @@ class NotificationKind(StrEnum):
     CUSTOMER_REFUSED = "customer_refused"  # WhatsApp refused a message to the customer for good
     LATE_SUMMARY = "late_summary"  # the team's tasks that arrived late: to the supervisor
     WHATSAPP_ERROR = "whatsapp_error"  # Meta reported an account-level error: to the admins
+    AUDIT_BROKEN = "audit_broken"  # the daily verification found the audit trail altered
     WAITING = "waiting"  # nobody available: to the team channel (else supervisor), to claim
 
 
@@ -156,8 +157,8 @@ def build_notification(
     task: Task | None,
     details: dict[str, Any] | None = None,
 ) -> Notification:
-    """The notification of `kind` about `task` (None for a digest, a late summary or a
-    WhatsApp error).
+    """The notification of `kind` about `task` (None for a digest, a late summary, a
+    WhatsApp error or a broken audit trail).
 
     `details` adds context: text (follow-up message), customer_text/media/media_file/
     media_message_id (the customer's latest message, quoted on the other task cards), why
@@ -173,6 +174,8 @@ def build_notification(
         return _late_summary(details)
     if kind is NotificationKind.WHATSAPP_ERROR:
         return _whatsapp_error(details)
+    if kind is NotificationKind.AUDIT_BROKEN:
+        return _audit_broken(details)
     if task is None:
         raise ValueError(f"a {kind.value} notification needs a task")
     title = _TITLES[kind].format(ref=task.ref, title=task.title)
@@ -318,6 +321,14 @@ def _whatsapp_error(details: dict[str, Any]) -> Notification:
     text = (f"{details.get('details') or ''}\nCustomers' messages or our replies may be "
             "delayed or lost while it lasts; see `opsbot report` and Meta's error codes.").strip()
     return Notification(NotificationKind.WHATSAPP_ERROR.value, title.strip(), text=text)
+
+
+def _audit_broken(details: dict[str, Any]) -> Notification:
+    title = "The audit trail was altered"
+    text = (f"The daily verification found {details.get('problems')} problem(s); the first: "
+            f"{details.get('first')}.\nRun `opsbot audit verify` and compare with your backups: "
+            "someone with access to the database changed, removed or added audit events.")
+    return Notification(NotificationKind.AUDIT_BROKEN.value, title, text=text)
 
 
 _AGO_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))

@@ -23,9 +23,11 @@ from store.models import Base
 POSTGRES_URL = os.environ.get(
     "OPSBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-# OPSBOT_TEST_REDIS_DB: another database number, so that parallel test runs do not collide.
+# OPSBOT_TEST_REDIS_DB: another database number, so that parallel test runs do not collide;
+# each pytest-xdist worker (gw0, gw1…) takes the next number after it.
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_DB = int(os.environ.get("OPSBOT_TEST_REDIS_DB", "9"))
+REDIS_DB = (int(os.environ.get("OPSBOT_TEST_REDIS_DB", "9"))
+            + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")))
 
 # The tests' keys (fixed, so that a failure can be read again): this process's, and the
 # processes the tests start inherit them. Tests of a missing or generated key remove them.

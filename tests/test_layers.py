@@ -43,8 +43,13 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         "bot.usecases", "bot.worker.drains", "bot.whatsapp", "bot.core", "notifiers", "store",
         "rules",
     ),
+    # The integration API (DESIGN.md: HTTP surfaces sit beside the webhooks).
+    "bot.api": (
+        "bot.usecases", "bot.worker.drains", "bot.whatsapp", "bot.core", "notifiers", "store",
+        "rules",
+    ),
     "bot.app": (
-        "bot.webhooks", "bot.worker.drains", "bot.usecases", "bot.whatsapp", "bot.core",
+        "bot.webhooks", "bot.api", "bot.worker.drains", "bot.usecases", "bot.whatsapp", "bot.core",
         "notifiers", "store", "rules",
     ),
     "bot.cli": ANYTHING,

@@ -106,9 +106,9 @@ def test_rotation_rewraps_data_keys_and_reseals_shared_values(db):
 
 def test_contacts_from_before_encryption_get_their_key_and_are_sealed(db):
     with db.transaction() as session:
-        session.execute(text("INSERT INTO contacts (name, wa_id, crm_status, tags, first_seen_at,"
-                             " last_seen_at) VALUES ('Old Name', '34699', 'lead', '[]', :t, :t)"),
-                        {"t": NOW})
+        session.execute(text("INSERT INTO contacts (name, wa_id, crm_status, tags, external_ids,"
+                             " first_seen_at, last_seen_at) VALUES ('Old Name', '34699', 'lead',"
+                             " '[]', '{}', :t, :t)"), {"t": NOW})
     with db.transaction() as session:
         assert rotation.key_legacy_contacts(session, limit=10) == 1
         assert rotation.reseal_values(session, table=Contact.__table__, limit=10) == 1

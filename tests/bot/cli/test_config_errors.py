@@ -67,7 +67,9 @@ def outcomes(tmp_path_factory) -> list[tuple[Path, subprocess.CompletedProcess]]
         return list(pool.map(run, folders, CASES))
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[c[3][:40] for c in CASES])
+# ids without the port of CLOSED: pytest-xdist's workers must collect the same names
+@pytest.mark.parametrize("index", range(len(CASES)),
+                         ids=[f"{i}-{'-'.join(c[0])}" for i, c in enumerate(CASES)])
 def test_a_wrong_setting_is_one_line_and_exit_2(outcomes, index):
     folder, result = outcomes[index]
     says = CASES[index][3]
