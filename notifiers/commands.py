@@ -87,10 +87,12 @@ def _answer(session, config, request: CommandRequest, *, now, assign) -> Command
     command = parse_command(request.text)
     context = Context(session, config, agent, actor_for(agent, config), now, assign,
                       request.dedupe_key or uuid.uuid4().hex)
-    return _run_verb(context, command)
+    return run_verb(context, command)
 
 
-def _run_verb(context: Context, command: Command) -> CommandResult:
+def run_verb(context: Context, command: Command) -> CommandResult:
+    """Runs one parsed command as `context`'s actor, in a savepoint: a refusal changes
+    nothing (the chat commands and the API's actions both end here)."""
     handler = VERBS.get(command.verb)
     if handler is None:
         return CommandResult(unknown_verb_text(command.verb), ok=False)

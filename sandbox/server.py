@@ -241,6 +241,9 @@ class _Httpd(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms) on every kept-alive reply.
+    disable_nagle_algorithm = True
     server: _Httpd
 
     def setup(self) -> None:

@@ -23,6 +23,7 @@ from store.contacts import data_key_of
 from store.crypto import seal_text
 from store.models import Task, TaskEvent, TaskStatus
 from store.types import utcnow
+from store.webhooks import queue_for_event
 
 SYSTEM_CHAIN = "system"  # the chain of the events of no task
 AUDIT_LOCKS = 7_246_002  # pg_advisory_xact_lock(AUDIT_LOCKS, task id or 0): one per chain
@@ -80,8 +81,11 @@ def record_event(
     values = {"task_id": task_id, "actor": actor, "action": action, "from_status": from_status,
               "to_status": to_status, "details": stored, "at": at, "prev_hash": prev_hash,
               "hash": own}
-    session.connection().execute(_insert_event(), values)
+    inserted = session.connection().execute(_insert_event(), values)
     _heads(session)[task_id] = own
+    queue_for_event(session, task=task, actor=actor, action=action, from_status=from_status,
+                    to_status=to_status, details=details or {}, at=at,
+                    event_id=inserted.inserted_primary_key[0])
 
 
 # Details that may hold what a customer wrote or what was written to or about them: each is
@@ -136,6 +140,12 @@ def lock_chain(session: Session, chain: int | None) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:space, :chain)"),
                         {"space": AUDIT_LOCKS, "chain": chain or 0})
+
+
+def start_chain(session: Session, *, task_id: int) -> None:
+    """Says that task `task_id` was created in this transaction: its chain is empty (no look
+    for its head; no other transaction can see the task, so none can append to it)."""
+    _heads(session)[task_id] = None
 
 
 def _chain_head(session: Session, task_id: int | None) -> str | None:

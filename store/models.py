@@ -113,6 +113,10 @@ class Contact(Base):
     identity_changed_at: Mapped[datetime | None]
     # When the customer's data was erased (GDPR): the row stays for the tasks' figures.
     erased_at: Mapped[datetime | None]
+    # The customer's ids in other systems ({"hubspot": "123"}), set through the API.
+    external_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow,
+                                                        index=True)
 
 
 class AgentState(Base):
@@ -296,3 +300,86 @@ class AuditAnchor(Base):
     event_count: Mapped[int]  # events in the trail when anchored
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ApiKey(Base):
+    """A key of the integration API (`opsbot apikeys`): only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings: which key is which
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    agent_id: Mapped[str | None] = mapped_column(String(64))  # acts as this agent when set
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotentRequest(Base):
+    """The answer given to a POST/PATCH with an Idempotency-Key, replayed to its retries."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))  # method, path and body
+    status_code: Mapped[int]
+    response: Mapped[dict[str, Any]] = mapped_column(SecretJSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookEndpoint(Base):
+    """A receiver of outgoing webhooks (Standard Webhooks), with the events it subscribed."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(default=list)
+    secret: Mapped[str] = mapped_column(SecretText)  # whsec_…, sealed like customer data
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, written in the transaction of the change it describes and
+    delivered by the workers (in order per task and endpoint)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_endpoint_task", "endpoint_id", "task_id",
+                            "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)  # webhook-id: msg_…
+    type: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[int | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(SecretJSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: what the receiver answered, and how fast."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    latency_ms: Mapped[int | None]
+    response_head: Mapped[str | None] = mapped_column(Text)  # the first bytes of the answer
+    error: Mapped[str | None] = mapped_column(Text)

@@ -15,7 +15,7 @@ from store.agents import note_load
 from store.contacts import data_key_of
 from store.crypto import personal
 from store.errors import NotFound
-from store.events import Audit, record_event
+from store.events import Audit, record_event, start_chain
 from store.lifecycle import Action, Actor, check_transition, visible_to
 from store.models import OPEN_STATUSES, Message, OutboxMessage, Task, TaskEvent, TaskStatus
 from store.outbox import CUSTOMER_CHANNEL
@@ -117,6 +117,7 @@ def create_task(
         "status": TaskStatus.NEW, "contact_id": contact_id, "created_at": now, "updated_at": now,
     })
     note_load(session, before=None, after=_load_of(task))
+    start_chain(session, task_id=task.id)
     record_event(
         session,
         task=task,

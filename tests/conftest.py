@@ -38,6 +38,14 @@ os.environ.setdefault("OPSBOT_INDEX_KEY", TEST_INDEX_KEY)
 keys.configure(keys.parse_keys(os.environ["OPSBOT_DATA_KEYS"], os.environ["OPSBOT_INDEX_KEY"]))
 
 
+@pytest.fixture(autouse=True)
+def test_keys() -> Iterator[None]:
+    """Every test starts with the tests' keys: one that opens a database without them in the
+    environment (a key file is made) must not leave its own to the next test."""
+    keys.configure(keys.parse_keys(TEST_DATA_KEYS, TEST_INDEX_KEY))
+    yield
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

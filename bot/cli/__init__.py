@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.apikeys import apikeys_app
 from bot.cli.audit import audit_app
 from bot.cli.contacts import contacts_app
 from bot.cli.keys import keys_app
@@ -15,6 +16,7 @@ from bot.cli.rules import rules_app
 from bot.cli.support import OpsbotGroup
 from bot.cli.tasks import tasks_app
 from bot.cli.telegram import telegram_app
+from bot.cli.webhooks import webhooks_app
 from bot.core.settings import DATABASE_HELP
 
 app = typer.Typer(cls=OpsbotGroup, epilog=DATABASE_HELP,
@@ -26,6 +28,8 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(telegram_app, name="telegram")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("report")(report_command)
 register_ops(app)
 

@@ -64,7 +64,8 @@ DELIVER = JobSpec("deliver")
 RETRY_EVENT = JobSpec("retry_event")
 FIRE_TIMER = JobSpec("fire_timer")
 SEND_DIGEST = JobSpec("send_digest")
-JOB_SPECS = (DRAIN, DELIVER, RETRY_EVENT, FIRE_TIMER, SEND_DIGEST)
+DELIVER_WEBHOOKS = JobSpec("deliver_webhooks", retried=False)  # the sweeper asks again
+JOB_SPECS = (DRAIN, DELIVER, RETRY_EVENT, FIRE_TIMER, SEND_DIGEST, DELIVER_WEBHOOKS)
 
 
 def make_job_id(*parts: object) -> str:

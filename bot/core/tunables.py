@@ -36,6 +36,22 @@ BACKOFF = (0.25, 0.5, 1.0)  # seconds between quick retries inside one job run
 MAX_WAIT = 5.0  # a Retry-After up to this is waited out in the job; longer is rescheduled
 MAX_RATE_WAITS = 3  # Retry-After waits in one job run before it is rescheduled
 
+# --- Outgoing webhooks (bot.usecases.webhooks_out) -------------------------------------------
+WEBHOOK_TIMEOUT = 10.0  # seconds per request (connect, read): a receiver should answer at once
+WEBHOOK_RETRY_WAITS = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)  # seconds before retry
+# n: a receiver that is briefly down gets its events within seconds, a long outage is not
+# hammered; then one retry every WEBHOOK_RETRY_EVERY until WEBHOOK_GIVE_UP_AFTER in all
+WEBHOOK_RETRY_EVERY = 28800  # seconds (8 h)
+WEBHOOK_GIVE_UP_AFTER = timedelta(days=3)  # a CRM down longer than a long weekend gets `failed`
+WEBHOOK_JITTER = 0.2  # each wait is +-20 %: receivers coming back are not hit all at once
+WEBHOOK_BATCH = 200  # queue heads claimed per round (each queue is one endpoint and task)
+WEBHOOK_FOLLOW = 800  # deliveries queued behind those heads, sent in the same round
+WEBHOOK_THREADS = 6  # requests in flight per worker: more threads only fight over the GIL
+WEBHOOK_SECONDS = 5.0  # a delivery job then makes way for the other jobs (asking for another)
+WEBHOOK_ANSWER_HEAD = 200  # characters of a receiver's answer kept per attempt
+WEBHOOK_CLAIM_GRACE = timedelta(seconds=60)  # a round can hold a claim this long (sequential
+# sends of one queue); older claims of a job that is gone are freed by the sweeper
+
 # --- Sweeper (bot.worker.sweeper) -----------------------------------------------------------
 SWEEP_EVERY = 5.0  # seconds between sweeps of each worker
 GRACE = timedelta(seconds=5)  # a claim this young may belong to a job not yet enqueued
@@ -92,3 +108,12 @@ AUDIT_ANCHOR_EVERY = timedelta(minutes=10)  # the last events of a chain can be 
 # until an anchor covers them: ten minutes bounds that window for one cheap row
 AUDIT_VERIFY_EVERY = timedelta(days=1)  # a full walk reads every event: daily finds tampering
 # within a day at the cost of one pass over the table
+
+# --- The integration API (bot.api) ----------------------------------------------------------
+API_RATE_LIMIT = 600  # requests per key per window: 10 a second is far above what a CRM sync
+# needs, and low enough that a runaway client cannot starve agents and webhooks
+API_RATE_WINDOW = 60  # seconds; a fixed window: one INCR and one EXPIRE per request
+API_PAGE_DEFAULT = 50  # items per page when `limit` is not given
+API_PAGE_MAX = 200  # items per page at most: one page is one short query
+EVENTS_GAP_GRACE = timedelta(seconds=5)  # on PostgreSQL, a hole in event ids younger than this
+# may still be filled by a transaction in flight: the events stream stops before it

@@ -30,11 +30,12 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from bot.core import tunables
-from bot.core.jobs import DRAIN, make_job_id
+from bot.core.jobs import DELIVER_WEBHOOKS, DRAIN, make_job_id
 from bot.core.services import Services
 from bot.usecases.delivery import Sends, record_sends, send_claimed
 from bot.usecases.escalation import settle_pauses
 from bot.usecases.messages import apply_pending
+from bot.usecases.webhooks_out import deliver_due, free_lost_claims, has_due
 from bot.worker.retries import enqueue_deliveries, outlets_of, schedule_event_retries
 from bot.worker.timers import schedule_timers
 from store.claims import claim_outbox, has_free_work
@@ -45,6 +46,7 @@ from store.types import utcnow
 log = logging.getLogger(__name__)
 
 WAITING_KEY = "opsbot:drain:waiting"
+WEBHOOKS_WAITING_KEY = "opsbot:webhooks:waiting"
 
 
 @dataclass
@@ -110,6 +112,7 @@ def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drain
         log.exception("drain: cannot record %s send(s)", len(sends.sent) + len(sends.failed))
     if total.more and seconds is not None:
         request_drain(services)
+    request_webhook_delivery(services)  # the changes it applied may have queued some
     return total
 
 
@@ -180,6 +183,43 @@ def _schedule_timers(services: Services, tasks: list[Task], *, now: datetime) ->
         with services.db.transaction() as session:
             unmark_scheduled(session, task_ids=[task.id for task in tasks])
         return 0
+
+
+def request_webhook_delivery(services: Services, *, now: datetime | None = None) -> None:
+    """Makes sure a webhook delivery job runs soon when a delivery is due (one indexed look,
+    then as `request_drain`). Never raises: the sweeper asks again."""
+    try:
+        if not has_due(services.db, now=now or utcnow()):
+            return
+        if services.redis.set(WEBHOOKS_WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
+            job_id = make_job_id("webhooks", uuid.uuid4().hex)
+            services.jobs.enqueue_new(DELIVER_WEBHOOKS, job_id=job_id)
+    except Exception:
+        log.exception("webhook delivery request failed; the sweeper will ask again")
+
+
+def deliver_webhooks_for_job(services: Services) -> int:
+    """What a webhook delivery job does: rounds for up to WEBHOOK_SECONDS, claimed for the
+    job; asks for another job when deliveries are still due. Returns the attempts made."""
+    job = get_current_job()
+    with contextlib.suppress(RedisError, OSError):  # else the key expires on its own
+        services.redis.delete(WEBHOOKS_WAITING_KEY)  # from now on, new work asks again
+    attempts = deliver_due(services.db, owner=job.id if job else _local_owner(),
+                           seconds=tunables.WEBHOOK_SECONDS)
+    request_webhook_delivery(services)
+    return attempts
+
+
+def redrive_webhooks(services: Services, *, now: datetime) -> list[int]:
+    """The sweeper's part: frees the deliveries of a job that is gone, and asks for a
+    delivery job when some are due (their retry time has come). Returns the freed ids."""
+    try:
+        freed = free_lost_claims(services.db, job_exists=services.jobs.exists, now=now)
+    except Exception:
+        log.exception("sweep: cannot free the deliveries of lost webhook jobs")
+        freed = []
+    request_webhook_delivery(services, now=now)
+    return freed
 
 
 def _local_owner() -> str:

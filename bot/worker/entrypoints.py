@@ -13,7 +13,7 @@ from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.usecases.digest import start_day
 from bot.usecases.escalation import fire_timer as fire_timer_now
-from bot.worker.drains import drain_for_job, request_drain
+from bot.worker.drains import deliver_webhooks_for_job, drain_for_job, request_drain
 from bot.worker.retries import deliver as deliver_row
 from bot.worker.retries import process_event
 from store.types import utcnow
@@ -76,3 +76,8 @@ def send_digest(agent_id: str, day: str) -> str:
                             day=day, now=utcnow())
     request_drain(services)
     return outcome
+
+
+def deliver_webhooks() -> str:
+    """Due outgoing webhooks, for up to WEBHOOK_SECONDS (`bot.usecases.webhooks_out`)."""
+    return f"{deliver_webhooks_for_job(current_services())} webhook attempt(s)"

@@ -16,7 +16,7 @@ from bot.core import tunables
 from bot.core.services import Services
 from bot.usecases.audit import keep_audit
 from bot.usecases.retention import retain_daily
-from bot.worker.drains import has_work, request_drain
+from bot.worker.drains import has_work, redrive_webhooks, request_drain
 from bot.worker.timers import restore_missing_timers, schedule_digests
 from store.claims import held_claims, release
 from store.models import InboundEvent, OutboxMessage
@@ -56,6 +56,7 @@ def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
         report.timers = restore_timers(services, now=now)
         schedule_digests(services.jobs, services.rules.current, now=now)
         retain_daily(services, now=now)
+        redrive_webhooks(services, now=now)  # frees lost claims, asks when due
         keep_audit(services, now=now)  # last: an error there stops no other step
     except (RedisError, OSError) as exc:
         log.warning("sweep: Redis unavailable (%s); next pass will retry", exc)

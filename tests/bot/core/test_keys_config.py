@@ -19,11 +19,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def restored_keys(monkeypatch):
+def no_keys_in_the_environment(monkeypatch):
     monkeypatch.delenv("OPSBOT_DATA_KEYS")
     monkeypatch.delenv("OPSBOT_INDEX_KEY")
-    yield
-    keys.configure(keys.parse_keys(TEST_DATA_KEYS, TEST_INDEX_KEY))
 
 
 def settings(url: str, **values) -> Settings:

@@ -1,0 +1,115 @@
+"""`GET|PATCH /contacts/{wa_id}`, `GET /contacts`: customers' CRM fields. What a PATCH sets
+(status, tags) is what the rules of the customer's next message see."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.api.auth import Caller, require, services_of
+from bot.api.idempotent import Answer, IdempotencyKey, run_once
+from bot.api.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from bot.api.problems import Problem
+from bot.api.schemas import ContactOut, contact_out
+from bot.api.tasks import utc
+from bot.core import tunables
+from store.contacts import find_contact
+from store.crm import update_contact
+from store.models import Contact
+from store.types import utcnow
+
+WaIdParam = Annotated[str, Path(min_length=1, max_length=64,
+                                description="The customer's WhatsApp number (or BSUID).")]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+router = APIRouter(tags=["contacts"])
+
+
+class ContactPatch(BaseModel):
+    """The CRM fields to change; the others stay. An `external_ids` entry of null removes
+    that system's id; a null name or language clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crm_status: Slug | None = Field(default=None, description="lead, customer, vip…")
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2})?$")] | None \
+        = None
+    external_ids: dict[Slug, ExternalId | None] | None = Field(default=None, max_length=20)
+
+    def changes(self) -> dict:
+        values = self.model_dump(exclude_unset=True)
+        for field in ("crm_status", "tags", "external_ids"):
+            if field in values and values[field] is None:
+                raise Problem(422, f"{field}: cannot be null")
+        if "tags" in values:
+            values["tags"] = sorted(set(values["tags"]))
+        return values
+
+
+@router.get("/contacts/{wa_id}", response_model=ContactOut)
+def show_contact(request: Request, caller: Annotated[Caller, Depends(require("contacts:read"))],
+                 wa_id: WaIdParam) -> ContactOut:
+    """One customer by WhatsApp number."""
+    with services_of(request).db.transaction(readonly=True) as session:
+        return contact_out(_find(session, wa_id))
+
+
+@router.patch("/contacts/{wa_id}", response_model=ContactOut)
+def patch_contact(request: Request,
+                  caller: Annotated[Caller, Depends(require("contacts:write"))],
+                  wa_id: WaIdParam, patch: ContactPatch,
+                  idempotency_key: IdempotencyKey = None):
+    """Changes CRM fields (audited as `contact_updated`)."""
+    changes = patch.changes()
+
+    def act(session: Session) -> Answer:
+        contact = _find(session, wa_id)
+        update_contact(session, contact=contact, changes=changes, actor=caller.label,
+                       now=utcnow())
+        return Answer(200, contact_out(contact).model_dump(mode="json"))
+
+    return run_once(request, caller, idempotency_key, patch.model_dump(mode="json",
+                    exclude_unset=True), act)[0]
+
+
+@router.get("/contacts", response_model=Page[ContactOut])
+def list_contacts(
+    request: Request,
+    caller: Annotated[Caller, Depends(require("contacts:read"))],
+    external_id: Annotated[str | None, Query(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}:.{1,128}$",
+        description="system:id, such as hubspot:123")] = None,
+    crm_status: Annotated[str | None, Query(max_length=32)] = None,
+    updated_after: datetime | None = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = tunables.API_PAGE_DEFAULT,
+) -> Page[ContactOut]:
+    """Customers in id order (erased ones are gone), filtered."""
+    query = (select(Contact).where(Contact.id > decode_cursor(cursor),
+                                   Contact.erased_at.is_(None)).order_by(Contact.id))
+    if external_id is not None:
+        system, _, value = external_id.partition(":")
+        query = query.where(Contact.external_ids[system].as_string() == value)
+    if crm_status is not None:
+        query = query.where(Contact.crm_status == crm_status)
+    if updated_after is not None:
+        query = query.where(Contact.updated_at > utc(updated_after))
+    with services_of(request).db.transaction(readonly=True) as session:
+        contacts = list(session.scalars(query.limit(limit + 1)))
+        data = [contact_out(contact) for contact in contacts[:limit]]
+    more = len(contacts) > limit
+    return Page[ContactOut](data=data, next_cursor=encode_cursor(data[-1].id) if more else None)
+
+
+def _find(session: Session, wa_id: str) -> Contact:
+    contact = find_contact(session, wa_id=wa_id)
+    if contact is None:
+        raise Problem(404, f"There is no customer {wa_id}")
+    return contact
