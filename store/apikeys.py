@@ -19,7 +19,7 @@ from store.models import ApiKey
 KEY_PREFIX = "opsk_"
 SHOWN_PREFIX = 12  # characters of a key kept to tell keys apart in listings: opsk_ + 7
 SCOPES = ("tasks:read", "tasks:write", "contacts:read", "contacts:write", "events:read",
-          "webhooks:admin")
+          "webhooks:admin", "contacts:admin")  # contacts:admin: GDPR export and erasure
 NAME_LIMIT = 64
 
 

@@ -2,7 +2,7 @@
 (status, tags) is what the rules of the customer's next message see."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -18,6 +18,8 @@ from bot.api.tasks import utc
 from bot.core import tunables
 from store.contacts import find_contact
 from store.crm import update_contact
+from store.errors import NotFound
+from store.gdpr import erase_contact, export_contact
 from store.models import Contact
 from store.types import utcnow
 
@@ -106,6 +108,66 @@ def list_contacts(
         data = [contact_out(contact) for contact in contacts[:limit]]
     more = len(contacts) > limit
     return Page[ContactOut](data=data, next_cursor=encode_cursor(data[-1].id) if more else None)
+
+
+class ContactExport(BaseModel):
+    """Everything opsbot holds about a customer (`opsbot contacts export`)."""
+
+    contact: dict[str, Any]
+    messages: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    ratings: list[dict[str, Any]]
+    media_ids: list[str]
+    audit_events: list[dict[str, Any]]
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500,
+                                             strip_whitespace=True)]
+
+
+class ErasureOut(BaseModel):
+    """What an erasure did (`opsbot contacts erase`)."""
+
+    contact_id: int
+    tasks: int
+    messages: int
+    raw_events: int
+    deliveries: int
+    data_key_destroyed: bool
+
+
+@router.get("/contacts/{wa_id}/export", response_model=ContactExport)
+def export_customer(request: Request,
+                    caller: Annotated[Caller, Depends(require("contacts:admin"))],
+                    wa_id: WaIdParam) -> ContactExport:
+    """A customer's access request: everything opsbot holds about them."""
+    with services_of(request).db.transaction(readonly=True) as session:
+        try:
+            return ContactExport(**export_contact(session, wa_id=wa_id))
+        except NotFound as exc:
+            raise Problem(404, f"There is no customer {wa_id}") from exc
+
+
+@router.post("/contacts/{wa_id}/erase", response_model=ErasureOut)
+def erase_customer(request: Request,
+                   caller: Annotated[Caller, Depends(require("contacts:admin"))],
+                   wa_id: WaIdParam, erasure: ErasureRequest,
+                   idempotency_key: IdempotencyKey = None):
+    """A customer's erasure request: their data key is destroyed, for good (audited as
+    `erased`, with the reason); tasks keep their anonymous figures."""
+
+    def act(session: Session) -> Answer:
+        try:
+            done = erase_contact(session, wa_id=wa_id, actor=caller.label,
+                                 reason=erasure.reason, now=utcnow())
+        except NotFound as exc:
+            raise Problem(404, f"There is no customer {wa_id}") from exc
+        return Answer(200, done.as_dict())
+
+    return run_once(request, caller, idempotency_key, erasure.model_dump(mode="json"), act)[0]
 
 
 def _find(session: Session, wa_id: str) -> Contact:

@@ -21,7 +21,7 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.response_schema_conformance]
 EXAMPLES = 50  # per operation (~13 operations): some 20 s per database
 SCOPES = ["tasks:read", "tasks:write", "contacts:read", "contacts:write", "events:read",
-          "webhooks:admin"]
+          "webhooks:admin", "contacts:admin"]
 
 
 @pytest.fixture

@@ -94,3 +94,24 @@ def test_a_vip_set_by_the_crm_is_what_the_next_message_sees(api):
         contact = session.scalars(select(Contact).where(Contact.id == task.contact_id)).one()
         assert (task.rule, task.category, "vip" in task.tags) == ("vip", "sales", True)
         assert contact.tags == ["key-account"]
+
+
+def test_an_access_then_an_erasure_request_through_the_api(api):
+    crm = api.key("crm", scopes=["contacts:read", "contacts:write"])
+    dpo = api.key("dpo", scopes=["contacts:admin"])
+    assert_problem(api.call("GET", f"/contacts/{WA_ID}/export", crm), 403)
+    exported = api.call("GET", f"/contacts/{WA_ID}/export", dpo)
+    assert exported.status_code == 200, exported.text
+    assert exported.json()["contact"]["name"] == "Rosa Díaz"
+
+    request = {"reason": "asked by e-mail on 2026-12-01"}
+    headers = {"Idempotency-Key": "erase-1"}
+    erased = api.call("POST", f"/contacts/{WA_ID}/erase", dpo, json=request, headers=headers)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["data_key_destroyed"] is True
+    again = api.call("POST", f"/contacts/{WA_ID}/erase", dpo, json=request, headers=headers)
+    assert again.json() == erased.json()  # replayed: one erasure
+    [event] = api.system_events("erased")
+    assert event.actor == "api:dpo" and event.details["reason"] == request["reason"]
+    assert_problem(api.call("GET", f"/contacts/{WA_ID}", crm), 404)
+    assert_problem(api.call("POST", f"/contacts/{WA_ID}/erase", dpo, json=request), 404)
