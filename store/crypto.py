@@ -6,7 +6,8 @@ so that destroying that one key (`erase_data_key`) makes everything about them u
 good, backups included. Data that is not yet tied to a contact (a raw webhook body at intake)
 is sealed with a key derived from the master key itself (`m.<master id>`).
 
-A sealed value is text: `enc1:<key id>:<nonce + AES-256-GCM ciphertext, URL-safe base64>`.
+A sealed value is text: `enc1:<key id>:<nonce + AES-256-GCM ciphertext, URL-safe base64>`
+(raw bodies, in a binary column: the same without base64).
 The column types below seal on the way in and open on the way out, so the rest of opsbot
 reads and writes plain values: a `Personal` string carries the data key it is sealed with,
 other strings are sealed with the master-derived key, an already `Sealed` value is stored as
@@ -189,23 +190,44 @@ def shared_key_id() -> str:
 
 def seal(plain: bytes, key_id: str | None) -> str:
     """`plain` sealed with data key `key_id` (None: the shared key)."""
+    key_id, blob = _encrypt(plain, key_id)
+    return f"{PREFIX}{key_id}:{_b64(blob)}"
+
+
+def seal_bytes(plain: bytes, key_id: str | None) -> bytes:
+    """`plain` sealed as bytes: `enc1:<key id>:` and the nonce and ciphertext as they are
+    (no base64: a raw webhook body is the intake's hot path)."""
+    key_id, blob = _encrypt(plain, key_id)
+    return b"%s%s:%s" % (_BYTES_PREFIX, key_id.encode(), blob)
+
+
+def _encrypt(plain: bytes, key_id: str | None) -> tuple[str, bytes]:
     key_id = key_id or shared_key_id()
     cipher = _cipher(key_id)
     if cipher is None:
         raise keys.KeysError(f"data key {key_id} was destroyed: nothing more can be sealed "
                              "with it")
     nonce = secrets.token_bytes(_NONCE)
-    return f"{PREFIX}{key_id}:{_b64(nonce + cipher.encrypt(nonce, plain, None))}"
+    return key_id, nonce + cipher.encrypt(nonce, plain, None)
 
 
 def open_sealed(value: str) -> tuple[bytes | None, str]:
     """(the plain bytes, the key id) of a sealed value; (None, key id) when its key was
     destroyed."""
     key_id, _, body = value[len(PREFIX):].partition(":")
+    return _decrypt(key_id, _unb64(body))
+
+
+def open_bytes(value: bytes) -> bytes | None:
+    """The plain bytes of a `seal_bytes` value; None when its key was destroyed."""
+    key_id, _, blob = value[len(_BYTES_PREFIX):].partition(b":")
+    return _decrypt(key_id.decode(), blob)[0]
+
+
+def _decrypt(key_id: str, blob: bytes) -> tuple[bytes | None, str]:
     cipher = _cipher(key_id)
     if cipher is None:
         return None, key_id
-    blob = _unb64(body)
     try:
         return cipher.decrypt(blob[:_NONCE], blob[_NONCE:], None), key_id
     except InvalidTag:
@@ -310,10 +332,10 @@ class SecretBytes(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value: bytes | None, dialect) -> bytes | None:
-        return None if value is None else seal(value, None).encode()
+        return None if value is None else seal_bytes(value, None)
 
     def process_result_value(self, value: bytes | None, dialect) -> bytes | None:
         if value is None or not value.startswith(_BYTES_PREFIX):
             return value
-        plain, _ = open_sealed(value.decode())
+        plain = open_bytes(value)
         return b"" if plain is None else plain

@@ -6,7 +6,6 @@ audit key over what is stored, so that an edit, a deletion, a swap or a forged r
 (`store.audit.verify_audit`).
 """
 
-import hashlib
 import hmac
 import json
 from collections.abc import Sequence
@@ -125,7 +124,7 @@ def event_hash(*, task_id: int | None, actor: str, action: str, from_status: str
 
 def keyed_hash(canonical: str) -> str:
     """The hex HMAC-SHA256 of `canonical` with the audit key."""
-    return hmac.new(keys.current().audit, canonical.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(keys.current().audit, canonical.encode(), "sha256").hex()
 
 
 def chain_key(task_id: int | None) -> str:
