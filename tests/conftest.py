@@ -46,6 +46,14 @@ def test_keys() -> Iterator[None]:
     yield
 
 
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems use (0644 files, 0755 folders), for tests of file modes."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

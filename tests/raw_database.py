@@ -1,5 +1,6 @@
-"""What a database keeps, read beside opsbot rather than through it."""
+"""What a database and its files keep, read beside opsbot rather than through it."""
 
+import stat
 import subprocess
 from pathlib import Path
 
@@ -17,3 +18,8 @@ def stored_bytes(url: str) -> bytes:
         ["pg_dump", "--data-only", "-h", parsed.host, "-p", str(parsed.port or 5432),
          "-U", parsed.username, parsed.database], capture_output=True, check=True)
     return dump.stdout
+
+
+def mode(path: Path) -> int:
+    """The permission bits of `path` (0o600…)."""
+    return stat.S_IMODE(path.stat().st_mode)

@@ -1,25 +1,12 @@
 """The SQLite database, its -wal and -shm files and the folders made for them are the owner's
 only: customer data must not be readable by the machine's other users."""
 
-import os
-import stat
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from store.db import Database, upgrade_database
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture
-def usual_umask():
-    previous = os.umask(0o022)  # what most systems use: 0644 files, 0755 folders
-    yield
-    os.umask(previous)
+from tests.raw_database import mode
 
 
 def test_a_new_database_and_its_folders_are_owner_only(tmp_path, usual_umask):

@@ -1,9 +1,7 @@
 """What `opsbot run` keeps on disk is the owner's only: var/ with the SQLite database, and the
 embedded Redis's folder with its socket (customer data passes through both)."""
 
-import os
 import stat
-from pathlib import Path
 
 import pytest
 import redis
@@ -12,17 +10,7 @@ from sqlalchemy import text
 from bot.core.bootstrap import open_database
 from bot.core.embedded_redis import EmbeddedRedis
 from bot.core.settings import Settings
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture
-def usual_umask():
-    previous = os.umask(0o022)  # what most systems use: 0644 files, 0755 folders
-    yield
-    os.umask(previous)
+from tests.raw_database import mode
 
 
 @pytest.fixture
