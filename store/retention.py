@@ -11,12 +11,15 @@ from sqlalchemy.orm import Session
 
 from store.models import (
     EventStatus,
+    IdempotentRequest,
     InboundEvent,
     Message,
     OutboxMessage,
     Task,
     TaskEvent,
     TaskStatus,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 
 _DONE_EVENT = (InboundEvent.status == EventStatus.PROCESSED,)
@@ -89,3 +92,40 @@ def _delete_ids(session: Session, model, ids: list[int]) -> int:
     result = session.execute(delete(model).where(model.id.in_(ids))
                              .execution_options(synchronize_session=False))
     return result.rowcount
+
+
+# Outgoing webhooks and API idempotency records are transport records, like raw events: they
+# go with `retention.raw_events` (a delivery once it is finished, with its attempts).
+_FINISHED = (WebhookDelivery.status.in_(("delivered", "failed", "cancelled")),)
+
+
+def count_finished_deliveries(session: Session, *, before: datetime) -> int:
+    """Outgoing webhooks delivered, given up or cancelled, queued before `before`."""
+    query = select(func.count()).where(WebhookDelivery.created_at < before, *_FINISHED)
+    return session.scalar(query) or 0
+
+
+def delete_finished_deliveries(session: Session, *, before: datetime, limit: int) -> int:
+    """Deletes up to `limit` finished deliveries queued before `before`, with their attempts;
+    returns how many deliveries went."""
+    ids = list(session.scalars(
+        select(WebhookDelivery.id).where(WebhookDelivery.created_at < before, *_FINISHED)
+        .order_by(WebhookDelivery.id).limit(limit)))
+    if ids:
+        session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids))
+                        .execution_options(synchronize_session=False))
+    return _delete_ids(session, WebhookDelivery, ids)
+
+
+def count_idempotent_requests(session: Session, *, before: datetime) -> int:
+    """API answers kept for Idempotency-Key retries, stored before `before`."""
+    query = select(func.count()).where(IdempotentRequest.created_at < before)
+    return session.scalar(query) or 0
+
+
+def delete_idempotent_requests(session: Session, *, before: datetime, limit: int) -> int:
+    """Deletes up to `limit` of them; returns how many went."""
+    ids = list(session.scalars(select(IdempotentRequest.id)
+                               .where(IdempotentRequest.created_at < before)
+                               .order_by(IdempotentRequest.id).limit(limit)))
+    return _delete_ids(session, IdempotentRequest, ids)

@@ -1,8 +1,9 @@
 """Data retention: removes what rules.yaml's `retention:` no longer keeps, a small batch per
 transaction, and records each run in the audit trail.
 
-A run removes, in this order, processed raw events, messages (both directions) and closed
-tasks (each with its outbox rows, messages and audit events). Failed and pending raw events
+A run removes, in this order, processed raw events (and, kept as long, finished outgoing
+webhooks and the API's idempotency records), messages (both directions) and closed tasks
+(each with its outbox rows, messages and audit events). Failed and pending raw events
 stay: they can still be retried. Each batch commits on its own, so a run that stops (its time
 is up, an error, Ctrl-C) has removed whole batches and nothing half; the next run goes on.
 
@@ -31,9 +32,13 @@ from store.db import Database
 from store.events import Audit, record_event
 from store.retention import (
     count_closed_tasks,
+    count_finished_deliveries,
+    count_idempotent_requests,
     count_kept_raw_events,
     count_messages,
     count_raw_events,
+    delete_finished_deliveries,
+    delete_idempotent_requests,
     delete_messages,
     delete_raw_events,
     delete_tasks,
@@ -52,9 +57,12 @@ DAY_KEY = "opsbot:retention:{}"  # + the UTC date: the day's run was done (or is
 DAY_KEY_TTL = 2 * 24 * 3600  # outlives its day; the next day has a key of its own
 
 _COUNTERS: dict[str, Callable[..., int]] = {
-    "raw_events": count_raw_events, "messages": count_messages,
+    "raw_events": count_raw_events, "webhook_deliveries": count_finished_deliveries,
+    "idempotent_requests": count_idempotent_requests, "messages": count_messages,
     "closed_tasks": count_closed_tasks,
 }
+# Records that go with raw events (store.retention): kept as long, removed right after them.
+WITH_RAW_EVENTS = ("webhook_deliveries", "idempotent_requests")
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def run_retention(db: Database, policy: RetentionPolicy, *, now: datetime, dry_r
     """Removes (a dry run: counts) what `policy` no longer keeps at `now`, one batch per
     transaction, and records the run as a `retention` audit event by `actor` (a dry run
     changes and records nothing). Returns the report; an empty policy does nothing."""
-    periods = policy.periods()
+    periods = _with_transport_records(policy.periods())
     report = RetentionReport(
         dry_run=dry_run, policy={kind: _text(period) for kind, period in periods.items()},
         cutoffs={kind: now - period for kind, period in periods.items()},
@@ -111,6 +119,14 @@ def run_retention(db: Database, policy: RetentionPolicy, *, now: datetime, dry_r
         record_event(session, task=None, actor=actor, action=Audit.RETENTION,
                      details=report.as_dict(), at=now)
     return report
+
+
+def _with_transport_records(periods: dict[str, timedelta]) -> dict[str, timedelta]:
+    if "raw_events" not in periods:
+        return periods
+    kinds = list(periods)
+    kinds[1:1] = WITH_RAW_EVENTS  # right after raw_events
+    return {kind: periods.get(kind, periods["raw_events"]) for kind in kinds}
 
 
 def _remove(db: Database, report: RetentionReport, *, actor: str, now: datetime,
@@ -134,6 +150,10 @@ def _remove_batch(session: Session, report: RetentionReport, kind: str, *, size:
     cutoff = report.cutoffs[kind]
     if kind == "raw_events":
         return delete_raw_events(session, before=cutoff, limit=size)
+    if kind == "webhook_deliveries":
+        return delete_finished_deliveries(session, before=cutoff, limit=size)
+    if kind == "idempotent_requests":
+        return delete_idempotent_requests(session, before=cutoff, limit=size)
     if kind == "messages":
         return delete_messages(session, before=cutoff, limit=size)
     task_ids = list_closed_tasks(session, before=cutoff, limit=size)

@@ -8,19 +8,27 @@ from sqlalchemy import func, select
 
 from bot.usecases.retention import Pace, run_retention
 from rules.config import RetentionPolicy
+from store.apikeys import create_api_key
 from store.events import Audit
 from store.lifecycle import SYSTEM
 from store.models import (
     EventStatus,
+    IdempotentRequest,
     InboundEvent,
     Message,
     OutboxMessage,
     Task,
     TaskEvent,
     TaskStatus,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from store.retention import count_kept_raw_events, delete_raw_events
 from store.tasks import create_task
+from store.webhooks import add_endpoint
+
+# what goes with raw events, none in these tests (finished webhooks, idempotency records)
+NOTHING_ELSE = {"webhook_deliveries": 0, "idempotent_requests": 0}
 
 THEN = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # when the data was made
 POLICY = RetentionPolicy(raw_events=timedelta(days=30), messages=timedelta(days=365),
@@ -73,10 +81,10 @@ def data(db):
 @pytest.mark.parametrize(
     ("days_later", "would_go"),
     [
-        (29, {"raw_events": 0, "messages": 0, "closed_tasks": 0}),
-        (31, {"raw_events": 3, "messages": 0, "closed_tasks": 0}),
-        (366, {"raw_events": 3, "messages": 4, "closed_tasks": 0}),
-        (731, {"raw_events": 3, "messages": 4, "closed_tasks": 1}),
+        (29, {"raw_events": 0, **NOTHING_ELSE, "messages": 0, "closed_tasks": 0}),
+        (31, {"raw_events": 3, **NOTHING_ELSE, "messages": 0, "closed_tasks": 0}),
+        (366, {"raw_events": 3, **NOTHING_ELSE, "messages": 4, "closed_tasks": 0}),
+        (731, {"raw_events": 3, **NOTHING_ELSE, "messages": 4, "closed_tasks": 1}),
     ],
 )
 def test_dry_run_counts_and_changes_nothing(db, data, days_later, would_go):
@@ -91,7 +99,7 @@ def test_dry_run_counts_and_changes_nothing(db, data, days_later, would_go):
 def test_run_removes_past_the_cutoffs_and_keeps_retryable_events(db, data):
     now = THEN + timedelta(days=31)
     report = run_retention(db, POLICY, now=now, dry_run=False)
-    assert report.removed == {"raw_events": 3, "messages": 0, "closed_tasks": 0}
+    assert report.removed == {"raw_events": 3, **NOTHING_ELSE, "messages": 0, "closed_tasks": 0}
     assert report.kept_raw_events == 3
     with db.transaction(readonly=True) as session:
         statuses = session.scalars(select(InboundEvent.status)).all()
@@ -99,7 +107,7 @@ def test_run_removes_past_the_cutoffs_and_keeps_retryable_events(db, data):
     assert counts(db)["messages"] == 4
 
     again = run_retention(db, POLICY, now=now, dry_run=False)
-    assert again.removed == {"raw_events": 0, "messages": 0, "closed_tasks": 0}
+    assert again.removed == {"raw_events": 0, **NOTHING_ELSE, "messages": 0, "closed_tasks": 0}
 
 
 def test_closed_tasks_go_with_their_rows_and_are_listed_in_the_audit(db, data):
@@ -130,7 +138,7 @@ def test_run_goes_in_batches(db):
         tasks = [add_task(session, close=True, messages=1).id for _ in range(5)]
     report = run_retention(db, POLICY, now=THEN + timedelta(days=800), dry_run=False,
                            pace=Pace(rows=3, tasks=2))
-    assert report.removed == {"raw_events": 7, "messages": 5, "closed_tasks": 5}
+    assert report.removed == {"raw_events": 7, **NOTHING_ELSE, "messages": 5, "closed_tasks": 5}
     assert counts(db) == {"inbound_events": 0, "messages": 0, "tasks": 0, "outbox": 0}
     batches = [e.details["purged_tasks"] for e in retention_events(db)[:-1]]
     assert batches == [tasks[0:2], tasks[2:4], tasks[4:5]]
@@ -161,3 +169,29 @@ def test_empty_policy_does_nothing(db, data):
     report = run_retention(db, RetentionPolicy(), now=THEN + timedelta(days=999), dry_run=False)
     assert report.removed == {} and report.cutoffs == {}
     assert retention_events(db) == []
+
+
+def test_finished_webhooks_and_idempotency_records_go_with_raw_events(db):
+    now = THEN + timedelta(days=31)
+    with db.transaction() as session:
+        endpoint, _ = add_endpoint(session, url="https://crm.example/hook",
+                                   events=["task.created"], now=THEN)
+        key, _ = create_api_key(session, name="crm", scopes=["tasks:write"], agent_id=None,
+                                now=THEN)
+        for status in ("delivered", "failed", "cancelled", "pending"):
+            session.add(WebhookDelivery(endpoint_id=endpoint.id, message_id=f"msg_{status}",
+                                        type="task.created", payload={}, status=status,
+                                        attempts=1, created_at=THEN))
+        session.add(IdempotentRequest(api_key_id=key.id, key="k1", request_digest="d",
+                                      status_code=200, response={}, created_at=THEN))
+        session.flush()
+        delivered = session.scalar(select(WebhookDelivery.id)
+                                   .where(WebhookDelivery.status == "delivered"))
+        session.add(WebhookAttempt(delivery_id=delivered, at=THEN, status_code=200))
+    report = run_retention(db, RetentionPolicy(raw_events=timedelta(days=30)), now=now,
+                           dry_run=False)
+    assert report.removed == {"raw_events": 0, "webhook_deliveries": 3,
+                              "idempotent_requests": 1}
+    with db.transaction(readonly=True) as session:
+        assert session.scalars(select(WebhookDelivery.status)).all() == ["pending"]
+        assert session.scalar(select(func.count()).select_from(WebhookAttempt)) == 0
