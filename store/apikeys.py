@@ -8,9 +8,9 @@ request, where Argon2 would cost ~50 ms each.
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import DomainError, NotFound
@@ -71,6 +71,16 @@ def find_api_key(session: Session, *, key: str) -> ApiKey | None:
         return None
     query = select(ApiKey).where(ApiKey.digest == _digest(key), ApiKey.revoked_at.is_(None))
     return session.scalars(query).first()
+
+
+def note_key_used(session: Session, *, key_id: int, now: datetime,
+                  every: timedelta) -> None:
+    """Records that key `key_id` was used at `now`, unless that was recorded less than
+    `every` ago (one write per key and period, not per request)."""
+    session.execute(update(ApiKey).where(
+        ApiKey.id == key_id,
+        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - every))
+        .values(last_used_at=now))
 
 
 def _digest(key: str) -> str:

@@ -21,7 +21,7 @@ from bot.core import tunables
 from bot.core.services import Services
 from notifiers.commands import actor_for
 from rules import Agent, RulesConfig
-from store.apikeys import find_api_key
+from store.apikeys import find_api_key, note_key_used
 from store.events import record_event
 from store.lifecycle import Actor, ActorKind
 from store.types import utcnow
@@ -95,6 +95,10 @@ def _authenticate(services: Services, request: Request,
     if found is None:
         _deny(services, request, actor=UNKNOWN, status=401,
               reason="unknown or revoked API key")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= tunables.API_KEY_USED_EVERY:
+        with services.db.transaction() as session:
+            note_key_used(session, key_id=row.id, now=now, every=tunables.API_KEY_USED_EVERY)
     return found
 
 

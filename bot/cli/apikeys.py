@@ -66,8 +66,9 @@ def apikeys_list(as_json: JsonFlag = False) -> None:
         return
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        used = f"last used {row['last_used_at'][:16]}" if row["last_used_at"] else "never used"
         typer.echo(f"{row['name']:<20} {row['prefix']}…  {','.join(row['scopes']):<40} "
-                   f"{row['agent'] or '-':<10} {state}")
+                   f"{row['agent'] or '-':<10} {state}, {used}")
     if not rows:
         typer.echo("no API keys")
 
@@ -89,6 +90,7 @@ def apikeys_revoke(name: str) -> None:
 def _row(row: ApiKey) -> dict:
     return {"name": row.name, "prefix": row.prefix, "scopes": list(row.scopes),
             "agent": row.agent_id, "created_at": row.created_at.isoformat(),
+            "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
             "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
 
 

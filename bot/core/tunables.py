@@ -113,6 +113,8 @@ AUDIT_VERIFY_EVERY = timedelta(days=1)  # a full walk reads every event: daily f
 API_RATE_LIMIT = 600  # requests per key per window: 10 a second is far above what a CRM sync
 # needs, and low enough that a runaway client cannot starve agents and webhooks
 API_RATE_WINDOW = 60  # seconds; a fixed window: one INCR and one EXPIRE per request
+API_KEY_USED_EVERY = timedelta(minutes=1)  # `apikeys list` shows when a key was last used, to
+# the minute: one write per key and minute, not one per request (SQLite has one writer)
 API_PAGE_DEFAULT = 50  # items per page when `limit` is not given
 API_PAGE_MAX = 200  # items per page at most: one page is one short query
 EVENTS_GAP_GRACE = timedelta(seconds=5)  # on PostgreSQL, a hole in event ids younger than this

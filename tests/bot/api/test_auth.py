@@ -5,7 +5,7 @@ import pytest
 
 from bot.api import report
 from bot.core import tunables
-from store.apikeys import revoke_api_key
+from store.apikeys import list_api_keys, revoke_api_key
 from store.types import utcnow
 from tests.bot.api.kit import assert_problem, running_api
 
@@ -26,6 +26,13 @@ def test_a_key_with_the_scope_reads(api):
     assert response.status_code == 200, response.text
     assert response.json() == {"data": [], "next_cursor": None}
     assert denials(api) == []
+    with api.db.transaction(readonly=True) as session:
+        [row] = list_api_keys(session)
+        first_use = row.last_used_at
+    assert first_use is not None
+    api.call("GET", "/tasks", key)
+    with api.db.transaction(readonly=True) as session:
+        assert list_api_keys(session)[0].last_used_at == first_use  # once a minute at most
 
 
 @pytest.mark.parametrize("header", [None, "Bearer opsk_nope", "Basic abc", "Bearer"])
