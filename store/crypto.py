@@ -42,6 +42,10 @@ _NONCE = 12
 _MASTER_DERIVED = "m."  # key ids of keys derived from a master key (no row of their own)
 
 
+class SealBroken(ValueError):
+    """A sealed value was changed in the database: it cannot be opened."""
+
+
 class Personal(str):
     """Text about one customer, sealed with their data key (`key_id`) when stored."""
 
@@ -231,7 +235,7 @@ def _decrypt(key_id: str, blob: bytes) -> tuple[bytes | None, str]:
     try:
         return cipher.decrypt(blob[:_NONCE], blob[_NONCE:], None), key_id
     except InvalidTag:
-        raise ValueError(f"a value sealed with key {key_id} fails its authentication: it was "
+        raise SealBroken(f"a value sealed with key {key_id} fails its authentication: it was "
                          "changed in the database") from None
 
 

@@ -21,6 +21,7 @@ from store import keys
 from store.contacts import data_key_of
 from store.crypto import seal_text
 from store.models import Task, TaskEvent, TaskStatus
+from store.rows import per_transaction
 from store.types import utcnow
 from store.webhooks import queue_for_event
 
@@ -157,14 +158,9 @@ def _chain_head(session: Session, task_id: int | None) -> str | None:
 
 
 def _heads(session: Session) -> dict[int | None, str | None]:
-    """The hash of each chain's last event, as this transaction wrote or read it; kept per
-    transaction and savepoint, so that nothing rolled back (nor another transaction's
-    appends, once this one ended) is ever taken for a head."""
-    scope = (session.get_transaction(), session.get_nested_transaction())
-    cached = session.info.get("audit_heads")
-    if cached is None or cached[0][0] is not scope[0] or cached[0][1] is not scope[1]:
-        cached = session.info["audit_heads"] = (scope, {})
-    return cached[1]
+    """The hash of each chain's last event, as this transaction wrote or read it (nothing
+    rolled back, nor another transaction's appends once this one ended, is taken for one)."""
+    return per_transaction(session, "audit_heads")
 
 
 @cache

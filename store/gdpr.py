@@ -70,6 +70,8 @@ def _message(message: Message) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Erasure:
+    """What an erasure did: the contact, and how many of their rows it emptied."""
+
     contact_id: int
     tasks: int
     messages: int

@@ -6,6 +6,7 @@ can be checked by hand; `load_report_rows` is the only part that touches the dat
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -163,6 +164,29 @@ class Report:
     agents: dict[str, AgentWork]
     automation: Automation
     satisfaction: Satisfaction
+
+
+_RELATIVE = re.compile(r"^\s*(\d{1,5})\s*([dh])\s*$", re.IGNORECASE)  # 5 digits: 273 years
+SINCE_HELP = "write it as 7d, 24h, 30d or an ISO date such as 2026-11-01"
+
+
+def report_start(text: str, *, now: datetime) -> datetime:
+    """The start of a report's window: `now` minus `7d`/`24h`, or an ISO date/time (UTC
+    unless it says otherwise). Raises ValueError with what to write instead."""
+    match = _RELATIVE.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2).lower()
+        if amount == 0:
+            raise ValueError(f"{text!r} is an empty window; {SINCE_HELP}")
+        return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+    try:
+        since = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a period or a date; {SINCE_HELP}") from None
+    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    if since >= now:
+        raise ValueError(f"{text!r} is not in the past; {SINCE_HELP}")
+    return since
 
 
 def compute_report(

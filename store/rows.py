@@ -100,3 +100,14 @@ def _root(transaction: SessionTransaction) -> SessionTransaction:
     while transaction.parent is not None:
         transaction = transaction.parent
     return transaction
+
+
+def per_transaction(session: Session, name: str) -> dict[Any, Any]:
+    """A dict kept in `session.info` under `name` for the current transaction and savepoint
+    only: what it remembers (a chain's head, the enabled webhook endpoints) never outlives a
+    commit, and nothing rolled back is ever read from it."""
+    scope = (session.get_transaction(), session.get_nested_transaction())
+    cached = session.info.get(name)
+    if cached is None or cached[0][0] is not scope[0] or cached[0][1] is not scope[1]:
+        cached = session.info[name] = (scope, {})
+    return cached[1]

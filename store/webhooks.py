@@ -36,6 +36,7 @@ from store.contacts import data_key_of
 from store.crypto import personal
 from store.errors import DomainError, NotFound
 from store.models import Contact, Message, Task, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from store.rows import per_transaction
 
 EVENT_TYPES = ("task.created", "task.assigned", "task.status_changed", "task.closed",
                "task.sla_breached", "message.received", "message.sent", "contact.updated",
@@ -65,7 +66,7 @@ def add_endpoint(session: Session, *, url: str, events: Collection[str],
                                secret=new_secret(), created_at=now)
     session.add(endpoint)
     session.flush()
-    session.info.pop(_ENDPOINTS, None)
+    per_transaction(session, _ENDPOINTS).clear()
     return endpoint, endpoint.secret
 
 
@@ -114,11 +115,11 @@ def disable_endpoint(session: Session, *, endpoint_id: int, reason: str,
                         .where(WebhookDelivery.endpoint_id == endpoint_id,
                                WebhookDelivery.status == DeliveryStatus.PENDING)
                         .values(status=DeliveryStatus.CANCELLED, claimed_by=None))
-        session.info.pop(_ENDPOINTS, None)
+        per_transaction(session, _ENDPOINTS).clear()
     return endpoint
 
 
-_ENDPOINTS = "webhook_endpoints"  # session.info: (transaction, enabled endpoints)
+_ENDPOINTS = "webhook_endpoints"  # per_transaction: "enabled" -> the enabled endpoints
 
 
 def _enabled_endpoints(session: Session) -> list[tuple[int, list[str]]]:
@@ -126,14 +127,12 @@ def _enabled_endpoints(session: Session) -> list[tuple[int, list[str]]]:
     several times per message, and a drain applies 25 messages in one transaction. Within it,
     an endpoint committed before the transaction began is always seen, so that no event
     after a subscription is missed."""
-    transaction = session.get_transaction()
-    cached = session.info.get(_ENDPOINTS)
-    if cached is None or cached[0] is not transaction:
+    cached = per_transaction(session, _ENDPOINTS)
+    if "enabled" not in cached:
         query = (select(WebhookEndpoint.id, WebhookEndpoint.events)
                  .where(WebhookEndpoint.disabled_at.is_(None)).order_by(WebhookEndpoint.id))
-        cached = session.info[_ENDPOINTS] = (transaction,
-                                             [(e.id, e.events) for e in session.execute(query)])
-    return cached[1]
+        cached["enabled"] = [(e.id, e.events) for e in session.execute(query)]
+    return cached["enabled"]
 
 
 # --- queueing ---------------------------------------------------------------------------------
@@ -181,14 +180,11 @@ def queue_for_event(session: Session, *, task: Task | None, actor: str, action: 
 
 
 def _first_breach(session: Session, task: Task | None, details: dict[str, Any]) -> bool:
-    scope = (session.get_transaction(), session.get_nested_transaction())
-    seen = session.info.get("webhook_breaches")
-    if seen is None or seen[0][0] is not scope[0] or seen[0][1] is not scope[1]:
-        seen = session.info["webhook_breaches"] = (scope, set())
+    seen = per_transaction(session, "webhook_breaches")
     key = (task.id if task is not None else None, details.get("deadline"), details.get("due"))
-    if key in seen[1]:
+    if key in seen:
         return False
-    seen[1].add(key)
+    seen[key] = True
     return True
 
 

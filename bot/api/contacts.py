@@ -19,7 +19,7 @@ from bot.core import tunables
 from store.contacts import find_contact
 from store.crm import update_contact
 from store.errors import NotFound
-from store.gdpr import erase_contact, export_contact
+from store.gdpr import Erasure, erase_contact, export_contact
 from store.models import Contact
 from store.types import utcnow
 
@@ -128,17 +128,6 @@ class ErasureRequest(BaseModel):
                                              strip_whitespace=True)]
 
 
-class ErasureOut(BaseModel):
-    """What an erasure did (`opsbot contacts erase`)."""
-
-    contact_id: int
-    tasks: int
-    messages: int
-    raw_events: int
-    deliveries: int
-    data_key_destroyed: bool
-
-
 @router.get("/contacts/{wa_id}/export", response_model=ContactExport)
 def export_customer(request: Request,
                     caller: Annotated[Caller, Depends(require("contacts:admin"))],
@@ -151,7 +140,7 @@ def export_customer(request: Request,
             raise Problem(404, f"There is no customer {wa_id}") from exc
 
 
-@router.post("/contacts/{wa_id}/erase", response_model=ErasureOut)
+@router.post("/contacts/{wa_id}/erase", response_model=Erasure)
 def erase_customer(request: Request,
                    caller: Annotated[Caller, Depends(require("contacts:admin"))],
                    wa_id: WaIdParam, erasure: ErasureRequest,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -18,31 +17,19 @@ from store.reports import (
     SlaShare,
     build_report,
     report_as_dict,
+    report_start,
 )
 from store.types import utcnow
 
 DEFAULT_MINUTES_PER_TASK = 5.0
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([dh])\s*$", re.IGNORECASE)
-_SINCE_HELP = "write it as 7d, 24h, 30d or an ISO date such as 2026-11-01"
 
 
 def parse_since(text: str, *, now: datetime) -> datetime:
-    """The start of the window: `now` minus `7d`/`24h`, or an ISO date/time (UTC unless it
-    says otherwise). Raises typer.BadParameter with what to write instead."""
-    match = _RELATIVE.match(text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2).lower()
-        if amount == 0:
-            raise typer.BadParameter(f"{text!r} is an empty window; {_SINCE_HELP}")
-        return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+    """`store.reports.report_start` for `--since`: typer.BadParameter says what to write."""
     try:
-        since = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a period or a date; {_SINCE_HELP}") from None
-    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
-    if since >= now:
-        raise typer.BadParameter(f"{text!r} is not in the past; {_SINCE_HELP}")
-    return since
+        return report_start(text, now=now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def report(

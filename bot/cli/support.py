@@ -12,22 +12,25 @@ from typer.core import TyperGroup
 from bot.core.bootstrap import database_errors_explained, open_database
 from bot.core.settings import DEFAULT_DATABASE, ConfigError, Settings
 from rules import RulesError, load_rules
+from store.crypto import SealBroken
 from store.db import Database
+from store.keys import KeysError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 class OpsbotGroup(TyperGroup):
     """The `opsbot` command group: a ConfigError (a setting that cannot work, a database or
-    Redis that does not answer) or a RulesError raised by any command is told in one line
-    (rules: one `PATH:LINE:COL: message` line per problem) on stderr, exit code 2; a person
-    never sees a traceback for them."""
+    Redis that does not answer), a RulesError, a KeysError (a master key that is not listed)
+    or a SealBroken (a sealed value changed in the database) raised by any command is told in
+    one line (rules: one `PATH:LINE:COL: message` line per problem) on stderr, exit code 2; a
+    person never sees a traceback for them."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, RulesError) as exc:
-            typer.echo(f"opsbot: {exc}" if isinstance(exc, ConfigError) else str(exc), err=True)
+        except (ConfigError, RulesError, KeysError, SealBroken) as exc:
+            typer.echo(str(exc) if isinstance(exc, RulesError) else f"opsbot: {exc}", err=True)
             raise typer.Exit(2) from exc
 
 

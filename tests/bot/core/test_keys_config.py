@@ -87,3 +87,14 @@ def test_rotate_through_the_cli(db, monkeypatch):
     assert counts["data_keys_rewrapped"] == 1 and counts["master_key"] == new_entry.split(":")[0]
     again = json.loads(runner.invoke(app, ["keys", "rotate", "--json"]).output)
     assert again["data_keys_rewrapped"] == 0
+
+
+def test_a_master_key_dropped_too_early_is_one_line_not_a_traceback(db, monkeypatch):
+    with db.transaction() as session:
+        upsert_contact(session, wa_id="34600222", user_id=None, name="Ana", now=utcnow())
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("OPSBOT_DATA_KEYS", keys.new_master_entry())  # the old one is gone
+    monkeypatch.setenv("OPSBOT_INDEX_KEY", TEST_INDEX_KEY)
+    result = runner.invoke(app, ["keys", "rotate"])
+    assert result.exit_code == 2
+    assert "is not in OPSBOT_DATA_KEYS" in result.output and "Traceback" not in result.output
