@@ -88,6 +88,22 @@ def data_key_of(session: Session, *, contact_id: int | None) -> str | None:
     return contact.data_key_id if contact is not None else None
 
 
+def page_contacts(session: Session, *, after: int, limit: int, external_id: tuple[str, str] | None,
+                  crm_status: str | None, updated_after: datetime | None) -> list[Contact]:
+    """Up to `limit` customers after id `after`, in id order, not erased; with the external
+    id (system, id), the CRM status and changed after `updated_after` when given."""
+    query = (select(Contact).where(Contact.id > after, Contact.erased_at.is_(None))
+             .order_by(Contact.id).limit(limit))
+    if external_id is not None:
+        system, value = external_id
+        query = query.where(Contact.external_ids[system].as_string() == value)
+    if crm_status is not None:
+        query = query.where(Contact.crm_status == crm_status)
+    if updated_after is not None:
+        query = query.where(Contact.updated_at > updated_after)
+    return list(session.scalars(query))
+
+
 def find_contact(session: Session, *, wa_id: str) -> Contact | None:
     """The customer whose WhatsApp number (or BSUID) is `wa_id`, or None (an erased
     customer is no longer found)."""

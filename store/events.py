@@ -174,6 +174,12 @@ def _insert_event() -> Insert:
     return insert(TaskEvent.__table__)
 
 
+def list_events_after(session: Session, *, after: int, limit: int) -> list[TaskEvent]:
+    """Up to `limit` audit events after id `after`, of every chain, in id order."""
+    query = select(TaskEvent).where(TaskEvent.id > after).order_by(TaskEvent.id).limit(limit)
+    return list(session.scalars(query))
+
+
 def list_events(session: Session, *, task_id: int, action: str | None = None) -> list[TaskEvent]:
     """The audit events of one task (only those of `action` when given), oldest first."""
     query = select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)

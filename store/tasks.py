@@ -64,6 +64,26 @@ def list_tasks(
     return list(session.scalars(query))
 
 
+def page_tasks(session: Session, *, after: int, limit: int, statuses: Collection[str] | None,
+               fields: dict[str, str | None], updated_after: datetime | None,
+               visible: Any = None) -> list[Task]:
+    """Up to `limit` tasks after id `after`, in id order (a page: a task inserted meanwhile
+    comes later, never in between), of `statuses`, with the given column values (`fields`:
+    team, assignee_id, category, priority; None: any), changed after `updated_after`, and
+    passing `visible` (store.lifecycle.visible_to) when given."""
+    query = select(Task).where(Task.id > after).order_by(Task.id).limit(limit)
+    if statuses is not None:
+        query = query.where(Task.status.in_(list(statuses)))
+    for column, value in fields.items():
+        if value is not None:
+            query = query.where(getattr(Task, column) == value)
+    if updated_after is not None:
+        query = query.where(Task.updated_at > updated_after)
+    if visible is not None:
+        query = query.where(visible)
+    return list(session.scalars(query))
+
+
 @dataclass(frozen=True)
 class CustomerTasks:
     """What applying a customer's message needs of their tasks: how many they have, the

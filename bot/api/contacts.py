@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.api.auth import Caller, require, services_of
@@ -16,7 +15,7 @@ from bot.api.problems import Problem
 from bot.api.schemas import ContactOut, contact_out
 from bot.api.tasks import utc
 from bot.core import tunables
-from store.contacts import find_contact
+from store.contacts import find_contact, page_contacts
 from store.crm import update_contact
 from store.errors import NotFound
 from store.gdpr import Erasure, erase_contact, export_contact
@@ -94,17 +93,12 @@ def list_contacts(
     limit: LimitParam = tunables.API_PAGE_DEFAULT,
 ) -> Page[ContactOut]:
     """Customers in id order (erased ones are gone), filtered."""
-    query = (select(Contact).where(Contact.id > decode_cursor(cursor),
-                                   Contact.erased_at.is_(None)).order_by(Contact.id))
-    if external_id is not None:
-        system, _, value = external_id.partition(":")
-        query = query.where(Contact.external_ids[system].as_string() == value)
-    if crm_status is not None:
-        query = query.where(Contact.crm_status == crm_status)
-    if updated_after is not None:
-        query = query.where(Contact.updated_at > utc(updated_after))
+    system, _, value = (external_id or "").partition(":")
     with services_of(request).db.transaction(readonly=True) as session:
-        contacts = list(session.scalars(query.limit(limit + 1)))
+        contacts = page_contacts(session, after=decode_cursor(cursor), limit=limit + 1,
+                                 external_id=(system, value) if external_id else None,
+                                 crm_status=crm_status,
+                                 updated_after=updated_after and utc(updated_after))
         data = [contact_out(contact) for contact in contacts[:limit]]
     more = len(contacts) > limit
     return Page[ContactOut](data=data, next_cursor=encode_cursor(data[-1].id) if more else None)

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
 
 from bot.api.auth import Caller, require, services_of
 from bot.api.pagination import LimitParam, Page, decode_cursor, encode_cursor
 from bot.api.schemas import EventOut, event_out
 from bot.core import tunables
+from store.events import list_events_after
 from store.models import TaskEvent
 from store.types import utcnow
 
@@ -36,9 +36,9 @@ def stream_events(
     """Audit events after the cursor. `next_cursor` is where to poll from next (null only
     while there are no events at all): keep calling with it."""
     last = decode_cursor(after)
-    query = select(TaskEvent).where(TaskEvent.id > last).order_by(TaskEvent.id).limit(limit)
     with services_of(request).db.transaction(readonly=True) as session:
-        events = settled(list(session.scalars(query)), after=last, now=utcnow())
+        events = settled(list_events_after(session, after=last, limit=limit), after=last,
+                         now=utcnow())
         data = [event_out(event) for event in events]
     last = data[-1].id if data else last
     return Page[EventOut](data=data, next_cursor=encode_cursor(last) if last else None)

@@ -5,7 +5,6 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from sqlalchemy import select
 
 from bot.api.auth import Caller, require, services_of
 from bot.api.pagination import MAX_ID, CursorParam, LimitParam, Page, decode_cursor, encode_cursor
@@ -17,7 +16,7 @@ from store.events import list_events
 from store.lifecycle import Access, check_access, visible_to
 from store.messages import list_task_messages
 from store.models import OPEN_STATUSES, Task, TaskStatus
-from store.tasks import get_task, parse_ref
+from store.tasks import get_task, page_tasks, parse_ref
 
 MESSAGES_SHOWN = 200  # a task's last messages in `GET /tasks/{ref}`
 # `?status=`: one status, or `open` for every status of a task still to be done.
@@ -43,22 +42,13 @@ def list_tasks(
     limit: LimitParam = tunables.API_PAGE_DEFAULT,
 ) -> Page[TaskOut]:
     """Tasks in id order, filtered; a key bound to an agent sees that agent's tasks."""
-    query = select(Task).where(Task.id > decode_cursor(cursor)).order_by(Task.id)
-    if status is not None:
-        query = query.where(Task.status.in_(OPEN_STATUSES) if status == "open"
-                            else Task.status == status)
-    for column, value in ((Task.team, team),
-                          (Task.assignee_id, assignee), (Task.category, category),
-                          (Task.priority, priority)):
-        if value is not None:
-            query = query.where(column == value)
-    if updated_after is not None:
-        query = query.where(Task.updated_at > utc(updated_after))
-    visible = visible_to(caller.actor)
-    if visible is not None:
-        query = query.where(visible)
+    statuses = None if status is None else OPEN_STATUSES if status == "open" else [status]
+    fields = {"team": team, "assignee_id": assignee, "category": category, "priority": priority}
     with services_of(request).db.transaction(readonly=True) as session:
-        tasks = list(session.scalars(query.limit(limit + 1)))
+        tasks = page_tasks(session, after=decode_cursor(cursor), limit=limit + 1,
+                           statuses=statuses, fields=fields,
+                           updated_after=updated_after and utc(updated_after),
+                           visible=visible_to(caller.actor))
         data = [task_out(task) for task in tasks[:limit]]
     more = len(tasks) > limit
     return Page[TaskOut](data=data, next_cursor=encode_cursor(data[-1].id) if more else None)
