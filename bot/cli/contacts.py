@@ -38,6 +38,7 @@ def contacts_export(
         typer.echo(text)
         return
     descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise
     with os.fdopen(descriptor, "w") as file:
         file.write(text + "\n")
     typer.echo(f"wrote {out} ({len(document['messages'])} messages, "
@@ -68,8 +69,9 @@ def contacts_erase(
     if as_json:
         print_json(erasure.as_dict())
         return
-    typer.echo(f"erased contact {erasure.contact_id}: data key destroyed"
-               f"{'' if erasure.data_key_destroyed else ' (it had none)'}; "
-               f"{erasure.messages} messages, {erasure.deliveries} deliveries and "
-               f"{erasure.raw_events} raw events emptied; {erasure.tasks} tasks keep their "
-               "anonymous figures")
+    key = ("data key destroyed" if erasure.data_key_destroyed else
+           "no data key to destroy (a contact from before encryption: what was written about "
+           "them before `opsbot keys rotate` gave them one may still be readable)")
+    typer.echo(f"erased contact {erasure.contact_id}: {key}; {erasure.messages} messages, "
+               f"{erasure.deliveries} deliveries and {erasure.raw_events} raw events emptied; "
+               f"{erasure.tasks} tasks keep their anonymous figures")
