@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from store.crypto import new_data_key, personal
@@ -49,7 +49,8 @@ def upsert_contact(
             "crm_status": "lead", "tags": [], "first_seen_at": now, "last_seen_at": now,
         }, skip_conflict=True)
         if created is not None:
-            session.add(DataKey(id=key_id, wrapped=wrapped, created_at=now))
+            session.connection().execute(insert(DataKey.__table__),  # no ORM flush for it
+                                         {"id": key_id, "wrapped": wrapped, "created_at": now})
             return created, True
         contact = _find(session, wa_id=wa_id, user_id=user_id)  # another caller was first
     if wa_id and not contact.wa_id:
