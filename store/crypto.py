@@ -20,7 +20,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import Engine, LargeBinary, Text, text
+from sqlalchemy import Engine, LargeBinary, Text, bindparam, text
 from sqlalchemy.types import TypeDecorator
 
 from store import keys
@@ -155,6 +155,28 @@ def _cipher(key_id: str) -> AESGCM | None:
 
 
 _FIND_KEY = text("SELECT wrapped FROM data_keys WHERE id = :id")  # the DataKey model's table
+
+
+_FIND_KEYS = text("SELECT id, wrapped FROM data_keys WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True))
+
+
+def load_keys(key_ids: Iterable[str | None]) -> None:
+    """Looks up, in one query, those of `key_ids` this process does not hold: a page of rows
+    about many customers then opens with one look-up, not one per customer."""
+    now = time.monotonic()
+    with _lock:
+        missing = sorted({key_id for key_id in key_ids if key_id and not key_id.startswith(
+            _MASTER_DERIVED) and (key_id not in _data_keys
+                                  or now - _data_keys[key_id][1] >= KEY_CACHE_SECONDS)})
+    engine = _reading.get() or (_last[0] if _last else None)
+    if not missing or engine is None:
+        return
+    with engine.execution_options(readonly=True).connect() as connection:
+        found = connection.execute(_FIND_KEYS, {"ids": missing}).all()
+    with _lock:
+        for row in found:
+            _data_keys[row.id] = (AESGCM(unwrap(row.wrapped)) if row.wrapped else None, now)
 
 
 def _load(key_id: str) -> AESGCM | None:

@@ -1,6 +1,7 @@
 """Sealed columns, data keys per contact, blind indexes and key rotation."""
 
 import pytest
+import sqlalchemy
 from sqlalchemy import Text, select, text, type_coerce
 
 from store import crypto, keys, rotation
@@ -128,3 +129,17 @@ def test_contacts_from_before_encryption_get_their_key_and_are_sealed(db):
 def test_malformed_keys_are_refused_with_what_to_do(data, index, message):
     with pytest.raises(keys.KeysError, match=message):
         keys.parse_keys(data, index)
+
+
+def test_a_page_of_customers_looks_their_keys_up_in_one_query(db):
+    ids = [add_customer(db, wa_id=f"3460000{n:04d}")[1] for n in range(5)]
+    for key_id in ids:
+        crypto.forget_data_key(key_id)
+    statements = []
+    listen = sqlalchemy.event.listen
+    listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with db.transaction(readonly=True) as session:
+        crypto.load_keys(ids)
+        names = [c.name for c in session.scalars(select(Contact).order_by(Contact.id))]
+    assert names == ["Lucía Pérez"] * 5
+    assert sum("FROM data_keys" in statement for statement in statements) == 1
