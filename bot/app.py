@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from bot import api
+from bot import api, console
 from bot.core import tunables
 from bot.core.bootstrap import build_services
 from bot.core.services import Services
@@ -53,6 +53,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.include_router(slack.build_router(settings))
     if settings.telegram_enabled:
         app.include_router(telegram.build_router())
+    app.mount(console.PREFIX, console.build_app(lambda: app.state.services))
     app.mount(api.PREFIX, api.build_app(lambda: app.state.services))
     api.problems.install_outside(app, api.PREFIX)
     return app

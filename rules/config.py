@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import cached_property
 from typing import Annotated
@@ -252,6 +253,17 @@ class RulesConfig(StrictModel):
     def agent(self, agent_id: str) -> Agent | None:
         """Return the agent with this id, or None."""
         return self._agents_by_id.get(agent_id)
+
+    def undefined(self, *, agent: str | None = None, teams: Iterable[str] = ()) -> str | None:
+        """A sentence naming `agent` or those of `teams` this file does not define, or None
+        when it defines them all (checked before a person is tied to them)."""
+        if agent is not None and self.agent(agent) is None:
+            return f"there is no agent {agent!r} in the rules; use one of its ids"
+        unknown = [team for team in teams if team not in self.teams]
+        if unknown:
+            return (f"unknown team(s) {', '.join(unknown)}; choose among "
+                    f"{', '.join(sorted(self.teams)) or '(none defined)'}")
+        return None
 
     def agent_by_slack(self, user_id: str) -> Agent | None:
         """Return the agent whose Slack user id this is, or None."""

@@ -144,6 +144,9 @@ class Task(Base):
         # the few tasks that arrived late, gathered per team for one summary
         Index("ix_tasks_late_summary_at", "late_summary_at", sqlite_where=text(ARRIVED_LATE),
               postgresql_where=text(ARRIVED_LATE)),
+        # the console's KPIs read the tasks created in a period and those resolved in it
+        Index("ix_tasks_created_at", "created_at"),
+        Index("ix_tasks_resolved_at", "resolved_at"),
         {"sqlite_autoincrement": True},  # numbers are never reused, even after a delete
     )
 
@@ -383,3 +386,55 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int | None]
     response_head: Mapped[str | None] = mapped_column(Text)  # the first bytes of the answer
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """A person who signs in to the web console (`opsbot users`): staff, so their email is
+    kept plain; the TOTP secret is sealed with the shared key, the password is an Argon2id
+    hash (store.users)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(150), unique=True)  # lowercased
+    role: Mapped[str] = mapped_column(String(16))  # store.users.UserRole
+    agent_id: Mapped[str | None] = mapped_column(String(64))  # the rules.yaml agent they are
+    teams: Mapped[list[str]] = mapped_column(default=list)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(SecretText)  # base32, sealed like customer data
+    mfa_enrolled_at: Mapped[datetime | None]  # NULL: enrolment pending
+    totp_last_step: Mapped[int | None]  # the last accepted TOTP step: a replay is refused
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RecoveryCode(Base):
+    """A single-use code that stands in for a TOTP code: only its SHA-256 is kept."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A signed-in browser of the web console: only the SHA-256 of its cookie is kept."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stepped_up_at: Mapped[datetime | None]  # the last re-entry of a code for a risky action
+    mfa_passed: Mapped[bool] = mapped_column(Boolean, default=False)  # False: password only
+    ended_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined")

@@ -48,9 +48,14 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         "bot.usecases", "bot.worker.drains", "bot.whatsapp", "bot.core", "notifiers", "store",
         "rules",
     ),
+    # The web console: another HTTP surface beside them.
+    "bot.console": (
+        "bot.usecases", "bot.worker.drains", "bot.whatsapp", "bot.core", "notifiers", "store",
+        "rules",
+    ),
     "bot.app": (
-        "bot.webhooks", "bot.api", "bot.worker.drains", "bot.usecases", "bot.whatsapp", "bot.core",
-        "notifiers", "store", "rules",
+        "bot.webhooks", "bot.api", "bot.console", "bot.worker.drains", "bot.usecases",
+        "bot.whatsapp", "bot.core", "notifiers", "store", "rules",
     ),
     "bot.cli": ANYTHING,
     "bot.__main__": ANYTHING,

@@ -16,6 +16,7 @@ from bot.cli.rules import rules_app
 from bot.cli.support import OpsbotGroup
 from bot.cli.tasks import tasks_app
 from bot.cli.telegram import telegram_app
+from bot.cli.users import users_app
 from bot.cli.webhooks import webhooks_app
 from bot.core.settings import DATABASE_HELP
 
@@ -30,6 +31,7 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(users_app, name="users")
 app.command("report")(report_command)
 register_ops(app)
 
@@ -39,11 +41,14 @@ def demo(
     scenario: Annotated[
         Path | None, typer.Option(help="Scenario to replay (default examples/demo.yaml).")
     ] = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Keep the stack running afterwards and print the console's sign-in.")
+    ] = False,
 ) -> None:
     """Run opsbot in a sandbox and replay a scenario; prints the timeline and the KPIs."""
     from bot.cli.demo import DEFAULT_SCENARIO, run_demo
 
-    raise typer.Exit(run_demo(scenario or DEFAULT_SCENARIO, echo=typer.echo))
+    raise typer.Exit(run_demo(scenario or DEFAULT_SCENARIO, echo=typer.echo, serve=serve))
 
 
 def main() -> None:

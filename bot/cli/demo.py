@@ -3,9 +3,12 @@
 opsbot runs as `opsbot run` does (SQLite, embedded Redis, web + worker processes) in a
 temporary directory, with local stand-ins for the Graph, Slack Web and Telegram Bot APIs. A
 scenario from `examples/` is replayed through the real HTTP endpoints while its timeline is
-printed as it happens; then the KPI report is printed and everything is stopped.
+printed as it happens; then the KPI report is printed and everything is stopped — or, with
+`--serve`, kept running with a demo admin for the console until Ctrl-C.
 """
 
+import contextlib
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,14 +37,17 @@ from sandbox.timeline import Entry, sandbox_timeline, streaming
 from store.db import Database
 from store.outbox import count_pending_outbox
 from store.reports import build_report
+from store.users import UserRole, add_user
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+DEMO_ADMIN = "admin@demo.opsbot.example"  # example.com's kind: a domain that never receives mail
 echo_now = partial(print, flush=True)  # the timeline is read as it comes, even through a pipe
 
 
-def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now) -> int:
+def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now,
+             serve: bool = False) -> int:
     """Replays `scenario_path` printing its timeline as it happens, then the report; 0 when
-    every step held.
+    every step held. With `serve`, the stack then keeps running (see `serve_console`).
 
     Raises ScenarioFailed (with the step) when one does not happen in time.
     """
@@ -82,7 +88,28 @@ def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now) -> 
             report = build_report(session, since=started, until=datetime.now(UTC),
                                   minutes_per_task=config.minutes_saved_per_task)
         echo("\n" + render_report(report))
+        if serve:
+            serve_console(db, f"http://127.0.0.1:{port}", echo=echo)
     return 0
+
+
+def serve_console(db: Database, url: str, *, echo: Callable[[str], None],
+                  wait: Callable[[], None] = signal.pause) -> None:
+    """Adds a demo admin, prints the console's address and how to sign in, and returns when
+    `wait` does (Ctrl-C by default)."""
+    with db.transaction() as session:
+        enrolment = add_user(session, email=DEMO_ADMIN, role=UserRole.ADMIN, by="demo",
+                             now=datetime.now(UTC))
+        secret = enrolment.user.totp_secret
+    echo(f"\nThe console: {url}/console/  (Ctrl-C stops everything)")
+    echo(f"  email     {DEMO_ADMIN}")
+    echo(f"  password  {enrolment.password}")
+    echo(f"  TOTP      {secret}  (add it to an authenticator app, or: "
+         f"python -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\")")
+    echo(f"  enrol     {enrolment.totp_uri}")
+    with contextlib.suppress(KeyboardInterrupt):
+        wait()
+    echo("stopping")
 
 
 def settle(db: Database, timeout: float = 15) -> None:

@@ -2,11 +2,11 @@
 `opsbot jobs ...`."""
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from bot.cli.support import (
@@ -25,7 +25,7 @@ from bot.core.bootstrap import (
     database_errors_explained,
     open_database,
 )
-from bot.core.jobs import Jobs
+from bot.core.jobs import Jobs, list_failed_jobs, requeue_failed_job
 from bot.core.logs import configure_logging
 from bot.core.services import Services
 from bot.core.settings import DATABASE_HELP, ConfigError, Settings
@@ -231,7 +231,7 @@ def _say_not_retried(kept: list[tuple[str, int]]) -> None:
 def jobs_failed(as_json: JsonFlag = False) -> None:
     """Background jobs that failed for good, with their error."""
     jobs = _jobs()
-    rows = [_job_row(job) for job in _failed_jobs(jobs)]
+    rows = [asdict(job) for job in list_failed_jobs(jobs)]
     jobs.redis.close()
     if as_json:
         print_json(rows)
@@ -258,7 +258,7 @@ def jobs_requeue(
     done = 0
     for one in ids:
         try:
-            registry.requeue(one)
+            requeue_failed_job(jobs, job_id=one)
             done += 1
         except Exception as exc:  # unknown id or not failed: say so, go on
             typer.echo(f"{one}: {exc.__class__.__name__} {exc}", err=True)
@@ -266,20 +266,3 @@ def jobs_requeue(
     typer.echo(f"{done} job(s) requeued")
     if job_id and not done:
         raise typer.Exit(1)
-
-
-def _failed_jobs(jobs: Jobs) -> list[Job]:
-    registry = FailedJobRegistry(queue=jobs.queue)
-    found = Job.fetch_many(registry.get_job_ids(), connection=jobs.redis)
-    return [job for job in found if job is not None]
-
-
-def _job_row(job: Job) -> dict:
-    error = (job.latest_result().exc_string if job.latest_result() else None) or ""
-    return {
-        "id": job.id,
-        "func": job.func_name,
-        "args": list(job.args),
-        "ended_at": job.ended_at,
-        "error": error.strip().splitlines()[-1] if error.strip() else "",
-    }

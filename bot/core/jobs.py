@@ -16,6 +16,7 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 from rq.results import Result
 
 from bot.core import tunables
@@ -206,6 +207,39 @@ class Jobs:
             return Job.fetch(job_id, connection=self.redis)
         except NoSuchJobError:
             return None
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A job that failed for good, as `opsbot jobs failed` and the console show it: `error`
+    is the last line of its traceback."""
+
+    id: str
+    func: str
+    args: list
+    ended_at: datetime | None
+    error: str
+
+
+def list_failed_jobs(jobs: Jobs) -> list[FailedJob]:
+    """The jobs in the failed registry of `jobs`' queue (gone ones left out); raises
+    RedisError when Redis does not answer."""
+    registry = FailedJobRegistry(queue=jobs.queue)
+    found = Job.fetch_many(registry.get_job_ids(), connection=jobs.redis)
+    return [_failed_job(job) for job in found if job is not None]
+
+
+def _failed_job(job: Job) -> FailedJob:
+    result = job.latest_result()
+    error = ((result.exc_string if result else None) or "").strip()
+    return FailedJob(id=job.id, func=job.func_name, args=list(job.args), ended_at=job.ended_at,
+                     error=error.splitlines()[-1] if error else "")
+
+
+def requeue_failed_job(jobs: Jobs, *, job_id: str) -> None:
+    """Puts the failed job `job_id` back on its queue; raises NoSuchJobError (no such job),
+    InvalidJobOperation (it has not failed) or RedisError."""
+    FailedJobRegistry(queue=jobs.queue).requeue(job_id)
 
 
 def _options(spec: JobSpec) -> dict:

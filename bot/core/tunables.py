@@ -119,3 +119,14 @@ API_PAGE_DEFAULT = 50  # items per page when `limit` is not given
 API_PAGE_MAX = 200  # items per page at most: one page is one short query
 EVENTS_GAP_GRACE = timedelta(seconds=5)  # on PostgreSQL, a hole in event ids younger than this
 # may still be filled by a transaction in flight: the events stream stops before it
+
+# --- Console (bot.console) -------------------------------------------------------------------
+CONSOLE_IDLE = timedelta(minutes=30)  # a session left alone this long signs out (shared PCs)
+CONSOLE_ABSOLUTE = timedelta(hours=12)  # a working day: sign in again every morning
+CONSOLE_STEP_UP_FOR = timedelta(minutes=5)  # a re-entered code covers one dangerous task
+CONSOLE_SIGN_IN_LIMIT = 20  # sign-in attempts per address per window: a person mistyping
+CONSOLE_SIGN_IN_WINDOW = 300  # seconds; …never reaches it, a password-guessing script does
+CONSOLE_CODE_ATTEMPTS = 5  # wrong codes in one half-signed session before it is ended
+CONSOLE_STREAM_POLL = 1.0  # seconds between looks for a changed board (live updates)
+CONSOLE_STREAM_FOR = 300.0  # seconds a live-update stream lasts; the browser reconnects
+CONSOLE_BOARD_LIMIT = 200  # rows on the board: more than a screen, never the whole history

@@ -1,0 +1,125 @@
+"""The rules, for supervisors and admins: the file opsbot serves, its SHA-256 and its check
+(what `opsbot rules check` says of the file on disk: a broken file shows PATH:LINE:COL while
+the rules loaded before keep working), its content, and "Test a message": what
+`opsbot rules test` explains, with the agents' current availability and load. Nothing is
+stored."""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from bot.console.auth import Viewer, checked, services_of, signed_in
+from bot.console.operations import require_overseer
+from bot.console.pages import render
+from bot.core.services import Services
+from rules import MessageType, RulesConfig
+from rules.explain import (
+    CheckResult,
+    Explanation,
+    MessageTrial,
+    check_rules_file,
+    check_rules_text,
+    explain_message,
+    explanation_lines,
+    parse_instant,
+)
+from store.agents import get_agent_states
+from store.types import utcnow
+
+router = APIRouter()
+Signed = Annotated[Viewer, Depends(signed_in)]
+TEXT_LIMIT = 4096  # a WhatsApp text message holds this much: a longer test is no real message
+
+
+@dataclass(frozen=True)
+class RulesFile:
+    """The rules file as it is on disk now (content None: unreadable, or not UTF-8)."""
+
+    path: Path
+    sha256: str | None
+    modified_at: datetime | None
+    content: str | None
+    check: CheckResult
+
+
+def read_rules_file(path: Path) -> RulesFile:
+    """The file at `path`, read once: its hash, content and check agree."""
+    try:
+        raw, stat = path.read_bytes(), path.stat()
+    except OSError:
+        return RulesFile(path, None, None, None, check_rules_file(path))
+    sha = hashlib.sha256(raw).hexdigest()
+    modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return RulesFile(path, sha, modified, None, check_rules_file(path))
+    return RulesFile(path, sha, modified, text, check_rules_text(text, path))
+
+
+@dataclass(frozen=True)
+class TestForm:
+    """The "Test a message" fields as the person wrote them."""
+
+    text: str = ""
+    type: str = MessageType.text.value
+    at: str = ""
+    language: str = ""
+    status: str = "lead"
+
+
+@router.get("/rules", name="rules_page")
+def rules_page(request: Request, viewer: Signed) -> Response:
+    require_overseer(viewer)
+    return _page(request, viewer, TestForm())
+
+
+@router.post("/rules/test", name="rules_test")
+async def rules_test(request: Request, viewer: Signed, text: Annotated[str, Form()] = "",
+                     type: Annotated[str, Form()] = MessageType.text.value,
+                     at: Annotated[str, Form()] = "", language: Annotated[str, Form()] = "",
+                     status: Annotated[str, Form()] = "lead") -> Response:
+    await checked(request, viewer)
+    require_overseer(viewer)
+    form = TestForm(text.strip()[:TEXT_LIMIT], type, at.strip(), language.strip().lower(),
+                    status.strip() or "lead")
+    services = services_of(request)
+    config = services.rules.current
+    try:
+        found = _explain(services, config, form)
+    except ValueError as exc:
+        return _page(request, viewer, form, problem=str(exc), status=400)
+    return _page(request, viewer, form, found=found,
+                 lines=explanation_lines(config, found))
+
+
+def _explain(services: Services, config: RulesConfig, form: TestForm) -> Explanation:
+    """The dry run of `form`, routed by the agents' current states (read only); raises
+    ValueError with a sentence for the person."""
+    if not form.text:
+        raise ValueError("Write the text of a message to test.")
+    try:
+        kind = MessageType(form.type)
+    except ValueError:
+        raise ValueError(f"There is no message type '{form.type}'.") from None
+    now = parse_instant(form.at) if form.at else utcnow()
+    trial = MessageTrial(text=form.text, type=kind, status=form.status,
+                         language=form.language or None)
+    with services.db.transaction(readonly=True) as session:
+        agents = get_agent_states(session)
+    return explain_message(config, trial, now=now, agents=agents)
+
+
+def _page(request: Request, viewer: Viewer, form: TestForm, status: int = 200,
+          **result) -> Response:
+    holder = services_of(request).rules
+    loaded = holder.current  # also picks up a change of the file since the last look
+    return render(request, "rules.html", status=status, viewer=viewer, loaded=loaded,
+                  file=read_rules_file(holder.path),
+                  refused=[str(issue) for issue in holder.last_error], form=form,
+                  types=[kind.value for kind in MessageType], **result)

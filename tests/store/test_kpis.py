@@ -1,0 +1,174 @@
+"""The console's KPI figures on the reports' constructed history: worked out by hand, and
+equal to store.reports.compute_report's on the same data."""
+
+from collections import defaultdict
+from datetime import UTC, date, datetime
+
+import pytest
+
+from store.kpis import KpiFilters, Period, compute_kpis, kpi_csv_rows, list_kpi_tasks, period_from
+from store.reports import build_report, is_automated, load_report_rows
+from tests.store.test_reports import NOW, SINCE, build_history
+
+PERIOD = Period(SINCE, NOW)
+ALL = KpiFilters()
+
+
+def kpis(session, *, filters=ALL, tz="UTC", period=PERIOD):
+    return compute_kpis(session, period=period, filters=filters, tz=tz,
+                        minutes_saved_per_task=12, now=NOW)
+
+
+def counts(bars) -> dict[str, int]:
+    return {bar.key: bar.count for bar in bars if bar.count}
+
+
+def test_figures_on_the_constructed_history(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        found = kpis(session)
+    assert found.created == 8  # T-3 … T-10
+    # First reply − created: T-3 25 min, T-4 50 min, T-9 20 min, T-10 15 min (15 is the
+    # 15–30 bucket's lower bound); T-5 … T-8 never answered.
+    assert counts(found.first_response.buckets) == {"15-30m": 3, "30-60m": 1, "none": 4}
+    assert found.first_response.median_seconds == 1350.0
+    # Created per day: 17th T-3 within, T-4 breached; 18th T-5 breached, T-9 within; 19th
+    # T-6 breached, T-7 no SLA; 20th T-8 pending, T-10 within.
+    assert [(p.key, p.within, p.breached, p.pending) for p in found.sla.points] == [
+        ("2026-11-17", 1, 1, 0), ("2026-11-18", 1, 1, 0), ("2026-11-19", 0, 1, 0),
+        ("2026-11-20", 1, 0, 1)]
+    assert found.sla.per == "day" and found.sla.share == 0.5
+    assert counts(found.volume.hours) == {"8": 1, "9": 3, "10": 1, "11": 1, "14": 1, "15": 1}
+    # T-1 1, T-3 5, T-4 2, T-9 4 (its latest), T-10 5 (stored, no `rated` event).
+    assert counts(found.csat.distribution) == {"1": 1, "2": 1, "4": 1, "5": 2}
+    assert (found.csat.answered, found.csat.csat_percent, found.csat.mean) == (5, 60.0, 3.4)
+    assert all(figure.explain for figure in (found.first_response, found.sla, found.backlog,
+                                             found.volume, found.csat, found.hours_saved))
+
+
+def test_figures_agree_with_the_report(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        found = kpis(session)
+        report = build_report(session, since=SINCE, until=NOW, minutes_per_task=12)
+    assert found.created == report.created.total
+    assert found.first_response.median_seconds == report.first_response.median_seconds
+    assert sum(bar.count for bar in found.first_response.buckets) == report.created.total
+    assert found.sla.share == report.sla.overall.share
+    assert sum(p.within for p in found.sla.points) == report.sla.overall.within
+    assert sum(p.breached for p in found.sla.points) == report.sla.overall.breached
+    assert [(b.key, b.count) for b in found.backlog.points] == [
+        (day.date.isoformat(), day.open) for day in report.backlog.by_day]
+    assert found.csat.answered == report.satisfaction.count
+    assert found.csat.mean == report.satisfaction.mean
+    assert {int(b.key): b.count for b in found.csat.distribution} == \
+        report.satisfaction.distribution
+    assert found.hours_saved.automated == report.automation.automated
+    assert found.hours_saved.hours == report.automation.hours_saved
+
+
+def test_the_tasks_behind_each_bar(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        found = kpis(session)
+
+        def listed(figure, key):
+            return [task.id for task in list_kpi_tasks(
+                session, period=PERIOD, filters=ALL, figure=figure, key=key, tz="UTC", now=NOW)]
+
+        assert listed("first_response", "15-30m") == [3, 9, 10]
+        assert listed("first_response", "none") == [5, 6, 7, 8]
+        assert listed("volume", "9") == [3, 5, 10]
+        assert listed("csat", "5") == [3, 10]
+        assert listed("sla", "2026-11-17") == [3, 4]
+        assert listed("sla", "2026-11-17:breached") == [4]
+        for bar in found.backlog.points:
+            assert len(listed("backlog", bar.key)) == bar.count
+        assert len(listed("automated", "")) == found.hours_saved.automated
+        with pytest.raises(ValueError, match="unknown figure"):
+            listed("nothing", "1")
+
+
+def test_filters_and_the_business_timezone(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        logistics = kpis(session, filters=KpiFilters(team="logistics"))
+        madrid = kpis(session, tz="Europe/Madrid")
+        unassigned = kpis(session, filters=KpiFilters(agent="(unassigned)"))
+    assert logistics.created == 4  # T-3, T-5, T-9, T-10
+    assert counts(madrid.volume.hours) == {"9": 1, "10": 3, "11": 1, "12": 1, "15": 1, "16": 1}
+    assert unassigned.created == 2  # T-7 (nobody available) and T-8 (not routed yet)
+
+
+def test_csv_rows_carry_no_customer_data(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        rows = list(kpi_csv_rows(session, period=PERIOD, filters=ALL, tz="UTC", now=NOW))
+    assert [row["ref"] for row in rows] == ["T-3", "T-4", "T-5", "T-9", "T-6", "T-7", "T-10",
+                                            "T-8"]
+    assert rows[0] == {
+        "ref": "T-3", "created_at": "2026-11-17T09:00:00+00:00", "category": "operations",
+        "priority": "normal", "team": "logistics", "assignee": "ana", "status": "closed",
+        "first_response_seconds": 1500.0, "resolution_seconds": 7200.0,
+        "sla_outcome": "within", "rating": 5, "automated": True}
+    assert {row["sla_outcome"] for row in rows} == {"within", "breached", "pending", "no_sla"}
+
+
+NOON = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 12:00 in Madrid
+
+
+@pytest.mark.parametrize(("text", "start", "end", "since", "until"), [
+    ("today", None, None, datetime(2026, 11, 23, 23, 0, tzinfo=UTC), NOON),
+    ("7d", None, None, datetime(2026, 11, 17, 11, 0, tzinfo=UTC), NOON),
+    ("30d", None, None, datetime(2026, 10, 25, 11, 0, tzinfo=UTC), NOON),
+    ("custom", "2026-11-01", date(2026, 11, 2), datetime(2026, 10, 31, 23, 0, tzinfo=UTC),
+     datetime(2026, 11, 2, 22, 59, 59, 999999, tzinfo=UTC)),
+    ("custom", "2026-11-20", "2026-12-31", datetime(2026, 11, 19, 23, 0, tzinfo=UTC), NOON),
+])
+def test_period_from(text, start, end, since, until):
+    assert period_from(text, now=NOON, tz="Europe/Madrid", start=start, end=end) == \
+        Period(since, until)
+
+
+@pytest.mark.parametrize(("text", "start", "end"), [
+    ("yesterday", None, None), ("0d", None, None), ("custom", None, None),
+    ("custom", "2026-11-02", "2026-11-01"), ("custom", "1 Nov", "2026-11-02"),
+])
+def test_period_from_refuses(text, start, end):
+    with pytest.raises(ValueError):
+        period_from(text, now=NOON, tz="Europe/Madrid", start=start, end=end)
+
+
+def test_automated_tasks_are_those_reports_is_automated_counts(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        listed = list_kpi_tasks(session, period=PERIOD, filters=ALL, figure="automated",
+                                key="", tz="UTC", now=NOW)
+        tasks, events = load_report_rows(session, since=SINCE, until=NOW)
+    by_task = defaultdict(list)
+    for event in sorted(events, key=lambda e: (e.at, e.id)):
+        by_task[event.task_id].append(event)
+    expected = [t.id for t in sorted(tasks, key=lambda t: t.id)
+                if SINCE <= t.created_at <= NOW and is_automated(by_task[t.id])]
+    assert [task.id for task in listed] == expected == [3, 4, 6, 9, 10]
+
+
+def test_a_long_period_plots_the_sla_share_per_iso_week(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        found = kpis(session, period=Period(datetime(2026, 10, 1, tzinfo=UTC), NOW))
+        listed = list_kpi_tasks(session, period=Period(datetime(2026, 10, 1, tzinfo=UTC), NOW),
+                                filters=ALL, figure="sla", key="2026-W47", tz="UTC", now=NOW)
+    # T-2 was created on Sunday 15 November (ISO week 46), the others from Monday on (47);
+    # T-1 and T-2 have no SLA
+    assert found.sla.per == "week"
+    assert [(p.key, p.within, p.breached) for p in found.sla.points] == [
+        ("2026-W46", 0, 0), ("2026-W47", 3, 3)]
+    assert [task.id for task in listed] == [1, 3, 4, 5, 6, 7, 8, 9, 10]
