@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from bot.api.problems import Problem
 from bot.core import tunables
+from bot.core.ratelimit import count_hit
 from bot.core.services import Services
 from notifiers.commands import actor_for
 from rules import Agent, RulesConfig
@@ -130,18 +131,13 @@ def _limit_rate(services: Services, caller: Caller, now: datetime | None = None)
     with Retry-After. Redis trouble lets the request through (logged): the limit protects the
     service and must not take the API down with Redis."""
     window = tunables.API_RATE_WINDOW
-    now_s = int((now or utcnow()).timestamp())
-    start = now_s - now_s % window
-    key = RATE_KEY.format(key_id=caller.key_id, window=start)
+    key = RATE_KEY.format(key_id=caller.key_id, window="{window}")
     try:
-        pipe = services.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, window + 1)
-        count = pipe.execute()[0]
+        counted = count_hit(services.redis, key, window=window, now=now or utcnow())
     except (RedisError, OSError) as exc:
         log.warning("API rate limit: Redis unavailable (%s); request let through", exc)
         return
-    if count > tunables.API_RATE_LIMIT:
+    if counted.hits > tunables.API_RATE_LIMIT:
         raise Problem(429, f"Rate limit of {tunables.API_RATE_LIMIT} requests per {window} s "
                       "reached for this key; retry after the Retry-After seconds",
-                      headers={"Retry-After": str(start + window - now_s)})
+                      headers={"Retry-After": str(counted.retry_after)})

@@ -18,6 +18,7 @@ from bot.cli.support import (
     require_rules,
     say_database,
 )
+from bot.core import tunables
 from bot.core.bootstrap import (
     build_services,
     check_redis,
@@ -135,7 +136,8 @@ def serve(
     configure_logging(settings.secrets(), settings.log_level)
     # log_config=None: uvicorn's loggers go through the one set-up above (and its redaction)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                log_level=settings.log_level.lower())
+                log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=tunables.WEB_SHUTDOWN_GRACE)
 
 
 def worker(

@@ -17,6 +17,7 @@ from fastapi import Request
 from redis.exceptions import RedisError
 
 from bot.core import tunables
+from bot.core.ratelimit import count_hit
 from bot.core.services import Services
 from notifiers.commands import actor_for
 from rules import Agent, RulesConfig
@@ -185,19 +186,15 @@ def refuse_forgery(request: Request, *, actor: str) -> None:
 def limit_sign_in(request: Request, now: datetime | None = None) -> None:
     """A fixed window of sign-in attempts per client address, else a 429 page. Redis
     trouble lets the attempt through (logged): the per-account lockout still holds."""
-    window = tunables.CONSOLE_SIGN_IN_WINDOW
-    now_s = int((now or utcnow()).timestamp())
     address = request.client.host if request.client else "unknown"
-    key = RATE_KEY.format(address=address, window=now_s - now_s % window)
+    key = RATE_KEY.format(address=address, window="{window}")
     try:
-        pipe = services_of(request).redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, window + 1)
-        count = pipe.execute()[0]
+        counted = count_hit(services_of(request).redis, key,
+                            window=tunables.CONSOLE_SIGN_IN_WINDOW, now=now or utcnow())
     except (RedisError, OSError) as exc:
         log.warning("console sign-in limit: Redis unavailable (%s); attempt let through", exc)
         return
-    if count > tunables.CONSOLE_SIGN_IN_LIMIT:
+    if counted.hits > tunables.CONSOLE_SIGN_IN_LIMIT:
         raise Refused(429, "Too many sign-in attempts from this address. Wait a few minutes "
                       "and try again.")
 

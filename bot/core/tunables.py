@@ -129,4 +129,8 @@ CONSOLE_SIGN_IN_WINDOW = 300  # seconds; …never reaches it, a password-guessin
 CONSOLE_CODE_ATTEMPTS = 5  # wrong codes in one half-signed session before it is ended
 CONSOLE_STREAM_POLL = 1.0  # seconds between looks for a changed board (live updates)
 CONSOLE_STREAM_FOR = 300.0  # seconds a live-update stream lasts; the browser reconnects
+# seconds a stopping web process gives the requests in flight (a webhook takes milliseconds);
+# then the console's live-update streams, which never end by themselves, are cut (browsers
+# reconnect) instead of holding the stop for CONSOLE_STREAM_FOR
+WEB_SHUTDOWN_GRACE = 3
 CONSOLE_BOARD_LIMIT = 200  # rows on the board: more than a screen, never the whole history

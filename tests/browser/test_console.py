@@ -208,3 +208,18 @@ def test_kpi_charts_draw_the_figures_and_the_csv_has_every_task(page, console):
                 if row["first_response_seconds"]]
     assert sorted(answered) == [180, 600, 7200]
     assert "Carmen" not in text  # no customer data in the export
+
+
+def test_every_screen_renders_for_an_admin(page, console):
+    ref = new_task(console, assignee="ana")
+    sign_in(page, console, add_person(console.db, "alba@example.com", "admin", agent="alba"))
+    for link, heading, name in (("Agents", "Agents", "agents"),
+                                ("Operations", "Operations", "operations"),
+                                ("Rules", "Rules", "rules"), ("People", "People", "people")):
+        page.get_by_role("navigation").get_by_role("link", name=link).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
+        screenshot(page, name)
+    page.get_by_role("navigation").get_by_role("link", name="Agents").click()
+    expect(page.locator("main")).to_contain_text("Ana García")
+    page.goto(f"{console.url}/console/tasks/{ref}")
+    expect(page.locator("table.audit")).to_contain_text("assign")

@@ -4,23 +4,11 @@ through the command layer as the signed-in person."""
 import re
 
 import httpx
-import pytest
 
+from sandbox.inbound import whatsapp_message
 from store.types import utcnow
-from tests.bot.api.kit import running_api
-from tests.console_kit import CHEAP, add_person, csrf_of, signed_in
+from tests.console_kit import add_person, csrf_of, signed_in
 from tests.notifiers.helpers import make_task
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr("store.users.HASH_COST", CHEAP)
-
-
-@pytest.fixture
-def console(db, redis_url, tmp_path):
-    with running_api(db, redis_url, tmp_path) as api:
-        yield api
 
 
 def new_task(api, *, team: str = "logistics", assignee: str | None = None) -> str:
@@ -124,3 +112,27 @@ def test_an_unknown_task_is_a_page_not_a_traceback(console):
     with signed_in(console.url, admin) as http:
         page = http.get("/tasks/T-999")
         assert page.status_code == 404 and "Traceback" not in page.text
+
+
+def test_the_customers_photo_opens_from_the_task_page_only_for_who_may_see_it(console):
+    console.world.graph.add_media("MEDIA-1", b"\x89PNG photo bytes", "image/png")
+    body = whatsapp_message(wa_id="34611222333", name="Rosa Díaz", phone_id="1000000001",
+                            message={"type": "image", "image": {"id": "MEDIA-1",
+                                                                "mime_type": "image/png"}})
+    assert console.world.send.whatsapp(body).status_code == 200
+    console.world.work()
+    admin = add_person(console.db, "alba@example.com", "admin", agent="alba")
+    with signed_in(console.url, admin) as http:
+        [ref] = refs(http.get("/"))
+        page = http.get(f"/tasks/{ref}")
+        assert f"/console/tasks/{ref}/media/MEDIA-1" in page.text
+        photo = http.get(f"/tasks/{ref}/media/MEDIA-1")
+        assert photo.content == b"\x89PNG photo bytes"
+        assert photo.headers["content-type"] == "image/png"
+        assert "sandbox" in photo.headers["content-security-policy"]
+        assert http.get(f"/tasks/{ref}/media/OTHER").status_code == 404
+    outsider = add_person(console.db, "sara@example.com", "agent", agent="sara")
+    team = console.world.task(int(ref[2:])).team
+    with signed_in(console.url, outsider) as http:
+        expected = 200 if team in (None, "sales") else 403
+        assert http.get(f"/tasks/{ref}/media/MEDIA-1").status_code == expected

@@ -6,22 +6,10 @@ import pytest
 
 from store.gdpr import ERASED_ACTION
 from store.types import utcnow
-from tests.bot.api.kit import running_api
-from tests.console_kit import CHEAP, add_person, events, signed_in, step_up, submit
+from tests.console_kit import add_person, events, signed_in, step_up, submit
 from tests.notifiers.helpers import make_task
 
 NAME = "Carmen Ruiz"  # make_task's customer
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr("store.users.HASH_COST", CHEAP)
-
-
-@pytest.fixture
-def console(db, redis_url, tmp_path):
-    with running_api(db, redis_url, tmp_path) as api:
-        yield api
 
 
 @pytest.fixture

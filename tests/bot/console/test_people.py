@@ -7,21 +7,9 @@ import httpx
 import pytest
 
 from store.users import get_user
-from tests.bot.api.kit import running_api
-from tests.console_kit import CHEAP, Person, add_person, events, signed_in, step_up, submit
+from tests.console_kit import Person, add_person, events, signed_in, step_up, submit
 
 PEOPLE = "/console/users"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr("store.users.HASH_COST", CHEAP)
-
-
-@pytest.fixture
-def console(db, redis_url, tmp_path):
-    with running_api(db, redis_url, tmp_path) as api:
-        yield api
 
 
 def user_id(api, email: str) -> int:

@@ -10,19 +10,7 @@ from sqlalchemy import select
 from bot.core import tunables
 from store.models import ConsoleSession, TaskEvent
 from store.users import get_user
-from tests.bot.api.kit import running_api
-from tests.console_kit import CHEAP, PASSWORD, add_person, csrf_of, sign_in, signed_in
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr("store.users.HASH_COST", CHEAP)
-
-
-@pytest.fixture
-def console(db, redis_url, tmp_path):
-    with running_api(db, redis_url, tmp_path) as api:
-        yield api
+from tests.console_kit import PASSWORD, add_person, csrf_of, sign_in, signed_in
 
 
 def client(api) -> httpx.Client:
