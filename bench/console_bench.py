@@ -1,7 +1,8 @@
-"""The web console's read side at scale: server time of each page's store call.
+"""The web console's read side at scale: server time of each page, its store call alone and
+the whole HTTP request.
 
     .venv/bin/python bench/console_bench.py [--database URL] [--tasks 100000] [--reps 200]
-                                            [--compare-indexes]
+                                            [--compare-indexes] [--no-http]
 
 Fills a fresh database with --tasks tasks created over the last 365 days (a few thousand
 open: the last days' and a few stragglers), ten audit events per task (1,000,000 for the
@@ -16,7 +17,10 @@ does) or `sqlite` (a temporary file). --compare-indexes times the pages again wi
 indexes of migration 0011.
 
 Each page is a `Page`: a name and a call that does one request's work. The web layer's
-timing swaps the store calls for HTTP requests (fastapi.testclient) with the same table.
+timing swaps the store calls for HTTP requests to the app `bot.app.create_app` builds
+(fastapi.testclient, in this process: the server time without a network), signed in as an
+admin and as the supervisor by sessions opened in the database; its Redis is REDIS_URL or
+redis://127.0.0.1:6379/15 and its rules the project's rules.yaml (timezone Europe/Madrid).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +47,17 @@ sys.path.insert(0, str(ROOT))
 import api_bench  # noqa: E402 - bench/ is this script's folder
 from api_bench import CONTACTS, OPEN  # noqa: E402
 
-from bot.core.bootstrap import configure_keys  # noqa: E402
+from bot.app import create_app  # noqa: E402
+from bot.core.bootstrap import build_services, configure_keys  # noqa: E402
 from bot.core.settings import Settings  # noqa: E402
 from store import crypto, keys  # noqa: E402
 from store.board import BoardFilters, list_board, load_task_page  # noqa: E402
 from store.db import Database, upgrade_database  # noqa: E402
+from store.events import rating_of, task_fact  # noqa: E402
 from store.kpis import KpiFilters, compute_kpis, kpi_csv_rows, period_from  # noqa: E402
 from store.lifecycle import Actor, ActorKind  # noqa: E402
 from store.models import Contact, DataKey, Message, Task, TaskEvent  # noqa: E402
+from store.users import add_user, open_session  # noqa: E402
 
 TEAMS = ("logistics", "sales", "support", "billing")
 AGENTS = {team: [f"{team[:3]}{n}" for n in range(3)] for team in TEAMS}
@@ -62,6 +70,10 @@ EVENTS_PER_TASK = 10
 BATCH = 5000
 TZ = "Europe/Madrid"
 CONSOLE_INDEXES = ("ix_tasks_created_at", "ix_tasks_resolved_at")  # migration 0011
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+SUPERVISED = TEAMS[0]  # the supervisor's team
+TASK_FACTS = ("auto_routed_at", "manual_step_at", "first_accepted_at", "last_rated_at",
+              "last_rating")  # migration 0012
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,7 @@ def fill(db: Database, count: int, now: datetime) -> None:
                  for n in range(start, min(start + BATCH, count))]
         numbered = list(enumerate(tasks, start + 1))  # a fresh database numbers them so
         messages = [row for n, task in numbered for row in _messages(n, task, key_ids)]
-        events = [row for n, task in numbered for row in _events(rng, n, task)]
+        events = [row for n, task in numbered for row in _with_facts(task, _events(rng, n, task))]
         with db.transaction() as session:  # Core inserts: one multi-row INSERT per batch
             for table, rows in ((Task, tasks), (Message, messages), (TaskEvent, events)):
                 session.execute(table.__table__.insert(), rows)
@@ -140,7 +152,8 @@ def _task(rng: random.Random, n: int, created: datetime, now: datetime,
         "first_response_at": first_response if answered else None,
         "resolved_at": None if is_open else resolved, "closed_at": None if is_open else resolved,
         "rating": rng.randint(1, 5) if not is_open and rng.random() < 0.3 else None,
-        "created_at": created, "updated_at": resolved if not is_open else created}
+        "created_at": created, "updated_at": resolved if not is_open else created,
+        **dict.fromkeys(TASK_FACTS)}  # set by _with_facts
 
 
 def _messages(task_id: int, task: dict, key_ids: list[str]) -> list[dict]:
@@ -177,11 +190,23 @@ def _events(rng: random.Random, task_id: int, task: dict) -> list[dict]:
             for i, (action, source, target, details) in enumerate(steps)]
 
 
+def _with_facts(task: dict, events: list[dict]) -> list[dict]:
+    """`events`, once their facts are on `task` as store.events.record_event keeps them (the
+    fill writes rows, not through record_event)."""
+    for event in sorted(events, key=lambda event: event["at"]):
+        fact = task_fact(actor=event["actor"], action=event["action"], details=event["details"])
+        if fact == "last_rated_at":
+            task.update(last_rated_at=event["at"], last_rating=rating_of(event["details"]))
+        elif fact is not None and task[fact] is None:
+            task[fact] = event["at"]
+    return events
+
+
 def pages(db: Database, now: datetime, open_refs: list[int]) -> list[Page]:
     """The console's pages, each as one request's store calls."""
     admin = Actor(ActorKind.AGENT, "alba", admin=True)
-    supervisor = Actor(ActorKind.AGENT, "boss", teams=frozenset({TEAMS[0]}),
-                       supervises=frozenset({TEAMS[0]}))
+    supervisor = Actor(ActorKind.AGENT, "boss", teams=frozenset({SUPERVISED}),
+                       supervises=frozenset({SUPERVISED}))
     period = period_from("30d", now=now, tz=TZ)
     refs = iter(open_refs * 1000)
 
@@ -194,7 +219,7 @@ def pages(db: Database, now: datetime, open_refs: list[int]) -> list[Page]:
     return [
         Page("board, admin, no filters", read(lambda s: list_board(
             s, actor=admin, filters=BoardFilters(), now=now))),
-        Page(f"board, supervisor of {TEAMS[0]}", read(lambda s: list_board(
+        Page(f"board, supervisor of {SUPERVISED}", read(lambda s: list_board(
             s, actor=supervisor, filters=BoardFilters(), now=now))),
         Page("task page", read(lambda s: load_task_page(s, actor=admin, ref=next(refs),
                                                         now=now))),
@@ -204,6 +229,53 @@ def pages(db: Database, now: datetime, open_refs: list[int]) -> list[Page]:
         Page("KPI CSV, 30 days", read(lambda s: sum(1 for _ in kpi_csv_rows(
             s, period=period, filters=KpiFilters(), tz=TZ, now=now)))),
     ]
+
+
+def http_pages(client: TestClient, cookies: dict[str, str], open_refs: list[int]) -> list[Page]:
+    """The same pages as `pages`, each one GET of the console (`cookies`: a session each of
+    the admin and the supervisor)."""
+    refs = iter(open_refs * 1000)
+
+    def get(path: Callable[[], str], who: str = "admin") -> Callable[[], object]:
+        def call() -> object:
+            answer = client.get(path(), cookies={"opsbot_session": cookies[who]})
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET {answer.url}: {answer.status_code} {answer.text[:300]}")
+            return answer
+        return call
+
+    return [
+        Page("board, admin, no filters", get(lambda: "/console/")),
+        Page(f"board, supervisor of {SUPERVISED}", get(lambda: "/console/", "supervisor")),
+        Page("task page", get(lambda: f"/console/tasks/T-{next(refs)}")),
+        Page("KPIs, 30 days", get(lambda: "/console/kpis?period=30d")),
+        Page("KPI CSV, 30 days", get(lambda: "/console/kpis.csv?period=30d")),
+    ]
+
+
+def console_sessions(db: Database, now: datetime) -> dict[str, str]:
+    """An admin and the supervisor of SUPERVISED, signed in: their session cookies."""
+    cookies = {}
+    with db.transaction() as session:
+        for who, role, teams in (("admin", "admin", ()), ("supervisor", "supervisor",
+                                                           (SUPERVISED,))):
+            user = add_user(session, email=f"bench-{who}@example.com", role=role, by="bench",
+                            teams=teams, now=now).user
+            cookies[who], _row = open_session(session, user=user, now=now, mfa_passed=True)
+    return cookies
+
+
+@contextmanager
+def console_client(url: str) -> Iterator[TestClient]:
+    """The web app on the database at `url`, as opsbot serves it (its lifespan run)."""
+    settings = Settings(_env_file=None, database_url=url, redis_url=REDIS_URL,
+                        rules_path=ROOT / "rules.yaml")
+    services = build_services(settings, migrate=False)
+    try:
+        with TestClient(create_app(settings, services=services)) as client:
+            yield client
+    finally:
+        services.close()  # handed in: the app leaves them open
 
 
 def time_page(page: Page, reps: int) -> tuple[float, float]:
@@ -219,10 +291,24 @@ def time_page(page: Page, reps: int) -> tuple[float, float]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
 
 
-def print_table(title: str, results: dict[str, tuple[float, float]]) -> None:
-    print(f"\n{title}\n{'page':<32} {'p50 ms':>8} {'p95 ms':>8}")
-    for name, (p50, p95) in results.items():
-        print(f"{name:<32} {p50:>8.1f} {p95:>8.1f}{'' if p95 <= 150 else '  > 150 ms'}")
+def print_table(title: str, results: dict[str, tuple[float, ...]]) -> None:
+    """p50/p95 of the store call and, when timed, of the HTTP request, per page."""
+    http = any(len(times) > 2 for times in results.values())
+    print(f"\n{title}\n{'page':<32} {'store p50':>9} {'p95':>7}"
+          + (f" {'HTTP p50':>9} {'p95':>7}" if http else ""))
+    for name, times in results.items():
+        cells = " ".join(f"{time:>{9 if n % 2 == 0 else 7}.1f}" for n, time in enumerate(times))
+        print(f"{name:<32} {cells}{'' if max(times[1::2]) <= 150 else '  > 150 ms'}")
+
+
+def time_pages(db: Database, now: datetime, refs: list[int], reps: int,
+               client: TestClient | None, cookies: dict[str, str]) -> dict[str, tuple]:
+    """Per page: store p50, p95 (and HTTP p50, p95 when `client`)."""
+    table = {page.name: time_page(page, reps) for page in pages(db, now, refs)}
+    if client is not None:
+        for page in http_pages(client, cookies, refs):
+            table[page.name] += time_page(page, reps)
+    return table
 
 
 def open_task_ids(db: Database) -> list[int]:
@@ -244,6 +330,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--compare-indexes", action="store_true")
+    parser.add_argument("--no-http", action="store_true", help="time the store calls only")
     args = parser.parse_args()
     if not os.environ.get("OPSBOT_DATA_KEYS"):
         os.environ["OPSBOT_DATA_KEYS"] = keys.new_master_entry()
@@ -255,15 +342,17 @@ def main() -> None:
         started = time.perf_counter()
         fill(db, args.tasks, now)
         refs = open_task_ids(db)
+        cookies = console_sessions(db, now)
         print(f"console_bench: {db.engine.dialect.name}, {args.tasks:,} tasks "
               f"({len(refs):,} open), {args.tasks * EVENTS_PER_TASK:,} audit events, filled in "
               f"{time.perf_counter() - started:.1f} s; {args.reps} calls per page")
-        table = {page.name: time_page(page, args.reps) for page in pages(db, now, refs)}
-        print_table("with the console indexes (0011)", table)
-        if args.compare_indexes:
-            drop_console_indexes(db)
-            table = {page.name: time_page(page, args.reps) for page in pages(db, now, refs)}
-            print_table("without them", table)
+        with (nullcontext() if args.no_http else console_client(url)) as client:
+            table = time_pages(db, now, refs, args.reps, client, cookies)
+            print_table("with the console indexes (0011)", table)
+            if args.compare_indexes:
+                drop_console_indexes(db)
+                table = time_pages(db, now, refs, args.reps, client, cookies)
+                print_table("without them", table)
         db.dispose()
 
 

@@ -14,15 +14,16 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, insert, or_, select, text
+from sqlalchemy import Insert, Integer, Select, Update, bindparam, case, insert, or_, select, text
 from sqlalchemy.orm import Session, object_session
 
 from store import keys
 from store.contacts import data_key_of
 from store.crypto import seal_text
+from store.lifecycle import Action
 from store.models import Task, TaskEvent, TaskStatus
 from store.rows import per_transaction
-from store.types import utcnow
+from store.types import UTCDateTime, utcnow
 from store.webhooks import queue_for_event
 
 SYSTEM_CHAIN = "system"  # the chain of the events of no task
@@ -83,9 +84,63 @@ def record_event(
               "hash": own}
     inserted = session.connection().execute(_insert_event(), values)
     _heads(session)[task_id] = own
+    if task_id is not None:
+        note_task_fact(session, task_id=task_id, actor=actor, action=action,
+                       details=details or {}, at=at)
     queue_for_event(session, task=task, actor=actor, action=action, from_status=from_status,
                     to_status=to_status, details=details or {}, at=at,
                     event_id=inserted.inserted_primary_key[0])
+
+
+# The facts of a task's audit trail the KPIs read (store.kpis), kept on the task as its events
+# are written: the first automatic routing, the first step of a person (creation, assignment,
+# reassignment), the first acceptance, the latest rating. Each is the earliest (the latest) of
+# its events, so the order events are written in does not matter.
+MANUAL_STEPS = (Audit.CREATED, Action.ASSIGN, Action.REASSIGN)  # when the actor is a person
+RATINGS = range(1, 6)  # store.reports.RATING_SCALE (reports reads this module)
+
+
+def task_fact(*, actor: str, action: str, details: dict[str, Any]) -> str | None:
+    """The Task column an event sets (store.reports.is_automated and _satisfaction read the
+    same events), or None."""
+    if action == Action.ACCEPT:
+        return "first_accepted_at"
+    if action == Audit.ROUTED and details.get("automatic") is True:
+        return "auto_routed_at"
+    if action in MANUAL_STEPS and actor.startswith("agent:"):
+        return "manual_step_at"
+    return "last_rated_at" if action == Audit.RATED else None
+
+
+def rating_of(details: dict[str, Any]) -> int | None:
+    """The rating of a `rated` event, None when it is not one of 1-5 (reports skips it)."""
+    rating = details.get("rating")
+    return rating if type(rating) is int and rating in RATINGS else None
+
+
+def note_task_fact(session: Session, *, task_id: int, actor: str, action: str,
+                   details: dict[str, Any], at: datetime) -> None:
+    """Keeps the fact an event is (if any) on its task: a plain UPDATE that leaves the task's
+    version alone (nothing a person changed)."""
+    fact = task_fact(actor=actor, action=action, details=details)
+    if fact is not None:
+        session.connection().execute(_note_fact(fact), {"fact_task": task_id, "fact_at": at,
+                                                        "fact_rating": rating_of(details)})
+
+
+@cache
+def _note_fact(fact: str) -> Update:
+    tasks = Task.__table__
+    at = bindparam("fact_at", type_=UTCDateTime())
+    if fact == "last_rated_at":
+        later = or_(tasks.c.last_rated_at.is_(None), tasks.c.last_rated_at <= at)
+        values = {"last_rated_at": case((later, at), else_=tasks.c.last_rated_at),
+                  "last_rating": case((later, bindparam("fact_rating", type_=Integer())),
+                                      else_=tasks.c.last_rating)}
+    else:
+        column = tasks.c[fact]
+        values = {fact: case((or_(column.is_(None), column > at), at), else_=column)}
+    return tasks.update().where(tasks.c.id == bindparam("fact_task")).values(values)
 
 
 # Details that may hold what a customer wrote or what was written to or about them: each is

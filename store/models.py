@@ -147,6 +147,8 @@ class Task(Base):
         # the console's KPIs read the tasks created in a period and those resolved in it
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_resolved_at", "resolved_at"),
+        # … and those rated in it (store.kpis)
+        Index("ix_tasks_last_rated_at", "last_rated_at"),
         {"sqlite_autoincrement": True},  # numbers are never reused, even after a delete
     )
 
@@ -186,6 +188,15 @@ class Task(Base):
     waiting_since: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # Facts of the audit trail kept on the task as its events are written (store.events
+    # .note_task_fact), so that the KPIs read no events: the first automatic routing, the
+    # first creation, assignment or reassignment by a person, the first acceptance; the
+    # latest `rated` event and its rating (NULL when not 1-5).
+    auto_routed_at: Mapped[datetime | None]
+    manual_step_at: Mapped[datetime | None]
+    first_accepted_at: Mapped[datetime | None]
+    last_rated_at: Mapped[datetime | None]
+    last_rating: Mapped[int | None]
 
     contact: Mapped[Contact | None] = relationship(lazy="joined")
 

@@ -1,14 +1,35 @@
 """The console's KPI figures on the reports' constructed history: worked out by hand, and
 equal to store.reports.compute_report's on the same data."""
 
+import importlib.util
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select, update
 
-from store.kpis import KpiFilters, Period, compute_kpis, kpi_csv_rows, list_kpi_tasks, period_from
-from store.reports import build_report, is_automated, load_report_rows
-from tests.store.test_reports import NOW, SINCE, build_history
+from store.events import Audit
+from store.kpis import (
+    KpiFilters,
+    Period,
+    _LocalClock,
+    compute_kpis,
+    kpi_csv_rows,
+    list_kpi_tasks,
+    period_from,
+)
+from store.lifecycle import SYSTEM, Action, Actor, ActorKind
+from store.models import Task
+from store.reports import TaskRow, build_report, is_automated, load_report_rows, sla_outcome
+from store.tasks import create_task
+from tests.store.test_reports import NOW, SINCE, History, agent, build_history, d
+
+FACTS = (Task.auto_routed_at, Task.manual_step_at, Task.first_accepted_at, Task.last_rated_at,
+         Task.last_rating)
+BOSS = Actor(ActorKind.AGENT, "boss", admin=True)
+MIGRATION = Path(__file__).parents[2] / "store/migrations/versions/0012_kpi_task_facts.py"
 
 PERIOD = Period(SINCE, NOW)
 ALL = KpiFilters()
@@ -47,12 +68,15 @@ def test_figures_on_the_constructed_history(db):
                                              found.volume, found.csat, found.hours_saved))
 
 
-def test_figures_agree_with_the_report(db):
+# Windows ending before NOW: T-9 is rated 3 on the 18th and 4 on the 19th, T-5 is reassigned
+# by a person, T-6 accepted before a person's reassignment, T-8 created on the 20th.
+@pytest.mark.parametrize("until", [NOW, d(17, 12), d(18, 12), d(19, 0), d(19, 11), d(20, 10)])
+def test_figures_agree_with_the_report(db, until):
     with db.transaction() as session:
         build_history(session)
     with db.transaction(readonly=True) as session:
-        found = kpis(session)
-        report = build_report(session, since=SINCE, until=NOW, minutes_per_task=12)
+        found = kpis(session, period=Period(SINCE, until))
+        report = build_report(session, since=SINCE, until=until, minutes_per_task=12)
     assert found.created == report.created.total
     assert found.first_response.median_seconds == report.first_response.median_seconds
     assert sum(bar.count for bar in found.first_response.buckets) == report.created.total
@@ -172,3 +196,93 @@ def test_a_long_period_plots_the_sla_share_per_iso_week(db):
     assert [(p.key, p.within, p.breached) for p in found.sla.points] == [
         ("2026-W46", 0, 0), ("2026-W47", 3, 3)]
     assert [task.id for task in listed] == [1, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_a_rating_given_again_after_the_period_leaves_the_one_in_it(db):
+    # T-9: rated 3 on the 18th, 4 on the 19th; a period ending on the 19th at 00:00 counts 3
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        found = kpis(session, period=Period(SINCE, d(19, 0)))
+        listed = list_kpi_tasks(session, period=Period(SINCE, d(19, 0)), filters=ALL,
+                                figure="csat", key="3", tz="UTC", now=NOW)
+    assert counts(found.csat.distribution) == {"1": 1, "2": 1, "3": 1, "5": 1}
+    assert [task.id for task in listed] == [9]
+
+
+def test_the_facts_are_kept_on_the_task_as_its_events_are_written(db):
+    with db.transaction() as session:
+        build_history(session)
+    with db.transaction(readonly=True) as session:
+        facts = {row.id: tuple(row[1:]) for row in session.execute(select(Task.id, *FACTS))}
+    assert facts[5] == (d(18, 9), d(18, 9, 15), d(18, 9, 30), None, None)  # MARTA reassigned
+    assert facts[9] == (d(18, 15), None, d(18, 15, 5), d(19, 12), 4)  # the latest rating
+    assert facts[10] == (d(20, 9), None, d(20, 9, 5), None, None)  # rated with no event
+    assert facts[7] == (None,) * 5  # nobody available, never accepted nor rated
+
+
+def test_a_person_creating_a_task_and_an_odd_rating(db):
+    with db.transaction() as session:
+        task = create_task(session, title="by hand", category="support", priority="normal",
+                           actor=agent("ana"), now=d(17, 9))
+        History(session).event(task, Audit.RATED, d(17, 10), rating=7)  # not 1-5
+        History(session).event(task, Audit.RATED, d(17, 9), rating=2)  # written late, older
+        facts = tuple(session.execute(select(*FACTS).where(Task.id == task.id)).one())
+    assert facts == (None, d(17, 9), None, d(17, 10), None)
+
+
+def test_the_migration_backfills_the_facts_the_events_keep(db):
+    spec = importlib.util.spec_from_file_location("migration_0012", MIGRATION)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    with db.transaction() as session:
+        build_history(session)
+        History(session).move(session.get(Task, 8), Action.ASSIGN, BOSS, d(20, 11, 5),
+                              assignee="dan")  # a person's step
+    with db.transaction() as session:
+        kept = session.execute(select(Task.id, *FACTS).order_by(Task.id)).all()
+        session.execute(update(Task).values(dict.fromkeys(column.key for column in FACTS)))
+        migration.backfill(session.connection())
+        assert session.execute(select(Task.id, *FACTS).order_by(Task.id)).all() == kept
+
+
+OUTCOME_CASES = [  # first response (done, due), resolution (done, due), in hours from creation
+    ((None, None), (None, None)), ((1, 2), (3, 4)), ((3, 2), (3, 4)), ((1, 2), (5, 4)),
+    ((None, 2), (None, 4)), ((None, 30), (None, 40)), ((1, 2), (None, 40)),
+    ((None, 2), (None, 40)), ((2, 2), (4, 4)), ((None, None), (3, 4)), ((1, 2), (None, None)),
+    ((None, 24), (None, None)), ((3, 2), (None, 40)),
+]
+
+
+def test_the_sla_outcome_the_database_works_out_is_the_reports(db):
+    created = d(18, 0)
+    hours = {None: None} | {n: created + timedelta(hours=n) for n in range(41)}
+    with db.transaction() as session:
+        for (response, response_due), (resolved, resolution_due) in OUTCOME_CASES:
+            create_task(session, title="case", category="support", priority="normal",
+                        actor=SYSTEM, now=created, first_response_due=hours[response_due],
+                        resolution_due=hours[resolution_due], first_response_at=hours[response],
+                        resolved_at=hours[resolved])
+    with db.transaction(readonly=True) as session:
+        rows = list(kpi_csv_rows(session, period=Period(d(17, 0), d(19, 0)), filters=ALL,
+                                 tz="UTC", now=NOW))
+        tasks = session.scalars(select(Task).order_by(Task.id)).all()
+        expected = [sla_outcome(TaskRow(
+            id=t.id, category=t.category, channel=t.channel, team=None, assignee_id=None,
+            status=t.status, created_at=t.created_at, first_response_at=t.first_response_at,
+            first_response_due=t.first_response_due, resolved_at=t.resolved_at,
+            resolution_due=t.resolution_due), d(19, 0)) for t in tasks]
+    assert [row["sla_outcome"] for row in rows] == [str(outcome) for outcome in expected]
+    assert len(set(expected)) == 4
+
+
+@pytest.mark.parametrize("zone", ["Europe/Madrid", "Asia/Kolkata", "Australia/Lord_Howe",
+                                  "America/St_Johns", "UTC"])
+def test_the_local_clock_reads_as_astimezone(zone):
+    # a year of instants 7 minutes 13 seconds apart crosses every change of offset, half-hour
+    # ones (Lord Howe) included
+    clock, tz = _LocalClock(ZoneInfo(zone)), ZoneInfo(zone)
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    for seconds in range(start, start + 366 * 86400, 433):
+        local = datetime.fromtimestamp(seconds, tz)
+        assert (clock.day(seconds), clock.hour(seconds)) == (local.date(), local.hour)
