@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Integer, Select, Update, bindparam, case, insert, or_, select, text
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from store import keys
 from store.contacts import data_key_of
@@ -85,8 +86,8 @@ def record_event(
     inserted = session.connection().execute(_insert_event(), values)
     _heads(session)[task_id] = own
     if task_id is not None:
-        note_task_fact(session, task_id=task_id, actor=actor, action=action,
-                       details=details or {}, at=at)
+        note_task_fact(session, task=task, actor=actor, action=action, details=details or {},
+                       at=at)
     queue_for_event(session, task=task, actor=actor, action=action, from_status=from_status,
                     to_status=to_status, details=details or {}, at=at,
                     event_id=inserted.inserted_primary_key[0])
@@ -118,14 +119,35 @@ def rating_of(details: dict[str, Any]) -> int | None:
     return rating if type(rating) is int and rating in RATINGS else None
 
 
-def note_task_fact(session: Session, *, task_id: int, actor: str, action: str,
+def note_task_fact(session: Session, *, task: Task, actor: str, action: str,
                    details: dict[str, Any], at: datetime) -> None:
-    """Keeps the fact an event is (if any) on its task: a plain UPDATE that leaves the task's
-    version alone (nothing a person changed)."""
+    """Keeps the fact an event is (if any) on its task. A task the event's change left dirty
+    (a transition, a rating) takes it in the UPDATE it is about to get; otherwise a plain
+    UPDATE, which leaves the task's version alone (nothing a person changed), and the loaded
+    task is told the value without becoming dirty (a later flush must not undo it)."""
     fact = task_fact(actor=actor, action=action, details=details)
-    if fact is not None:
-        session.connection().execute(_note_fact(fact), {"fact_task": task_id, "fact_at": at,
-                                                        "fact_rating": rating_of(details)})
+    if fact is None:
+        return
+    rating = rating_of(details)
+    loaded = task in session
+    if loaded and session.is_modified(task):
+        _keep_on(task, fact, at, rating, setattr)
+        return
+    session.connection().execute(_note_fact(fact), {"fact_task": task.id, "fact_at": at,
+                                                    "fact_rating": rating})
+    if loaded:
+        _keep_on(task, fact, at, rating, set_committed_value)
+
+
+def _keep_on(task: Task, fact: str, at: datetime, rating: int | None, put) -> None:
+    """`_note_fact` on the loaded task (the earliest instant, the latest rating), each value
+    written with `put(task, name, value)`."""
+    if fact == "last_rated_at":
+        if task.last_rated_at is None or task.last_rated_at <= at:
+            put(task, "last_rated_at", at)
+            put(task, "last_rating", rating)
+    elif getattr(task, fact) is None or getattr(task, fact) > at:
+        put(task, fact, at)
 
 
 @cache
