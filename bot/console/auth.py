@@ -122,6 +122,20 @@ def _supervised(role: UserRole, teams: frozenset[str]) -> frozenset[str]:
     return teams if role is UserRole.SUPERVISOR else frozenset()
 
 
+def require_overseer(viewer: Viewer) -> Viewer:
+    """`viewer` when a supervisor or an admin; else a 403 page."""
+    if not viewer.oversees:
+        raise Refused(403, "Only supervisors and admins may see this page.")
+    return viewer
+
+
+def require_admin(viewer: Viewer) -> Viewer:
+    """`viewer` when an admin; else a 403 page."""
+    if not viewer.is_admin:
+        raise Refused(403, "Only admins may do this.")
+    return viewer
+
+
 def signed_in(request: Request) -> Viewer:
     """The dependency of every page after sign-in: the viewer, or SignInNeeded."""
     found = _session_of(request, mfa_passed=True)

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.console.auth import Refused, Viewer, checked, services_of, signed_in
+from bot.console.auth import Viewer, checked, require_overseer, services_of, signed_in
 from bot.console.pages import redirect, render
 from bot.core.jobs import FailedJob, list_failed_jobs, requeue_failed_job
 from bot.core.services import Services
@@ -30,13 +30,6 @@ router = APIRouter()
 Signed = Annotated[Viewer, Depends(signed_in)]
 NOT_RETRIED = ("{count} event(s) stay failed: only WhatsApp events are processed again; an "
                "agent's command or button is not replayed later (the agent sends it again).")
-
-
-def require_overseer(viewer: Viewer) -> Viewer:
-    """`viewer` when a supervisor or an admin; else a 403 page."""
-    if not viewer.oversees:
-        raise Refused(403, "Only supervisors and admins may see this page.")
-    return viewer
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from bot.console.auth import Refused, Viewer, checked, require_step_up, services_of, signed_in
+from bot.console.auth import (
+    Viewer,
+    checked,
+    require_admin,
+    require_step_up,
+    services_of,
+    signed_in,
+)
 from bot.console.pages import redirect, render
 from rules import RulesConfig
 from store.errors import DomainError, NotFound
@@ -34,13 +41,6 @@ from store.users import (
 router = APIRouter()
 Signed = Annotated[Viewer, Depends(signed_in)]
 Field = Annotated[str, Form()]
-
-
-def require_admin(viewer: Viewer) -> Viewer:
-    """`viewer` when an admin; else a 403 page."""
-    if not viewer.is_admin:
-        raise Refused(403, "Only admins may do this.")
-    return viewer
 
 
 @dataclass(frozen=True)

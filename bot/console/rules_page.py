@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from bot.console.auth import Viewer, checked, services_of, signed_in
-from bot.console.operations import require_overseer
+from bot.console.auth import Viewer, checked, require_overseer, services_of, signed_in
 from bot.console.pages import render
 from bot.core.services import Services
+from notifiers.texts import WHATSAPP_TEXT_LIMIT
 from rules import MessageType, RulesConfig
 from rules.explain import (
     CheckResult,
@@ -33,7 +33,6 @@ from store.types import utcnow
 
 router = APIRouter()
 Signed = Annotated[Viewer, Depends(signed_in)]
-TEXT_LIMIT = 4096  # a WhatsApp text message holds this much: a longer test is no real message
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ async def rules_test(request: Request, viewer: Signed, text: Annotated[str, Form
                      status: Annotated[str, Form()] = "lead") -> Response:
     await checked(request, viewer)
     require_overseer(viewer)
-    form = TestForm(text.strip()[:TEXT_LIMIT], type, at.strip(), language.strip().lower(),
+    form = TestForm(text.strip()[:WHATSAPP_TEXT_LIMIT], type, at.strip(), language.strip().lower(),
                     status.strip() or "lead")
     services = services_of(request)
     config = services.rules.current

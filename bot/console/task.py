@@ -10,10 +10,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from bot.console.auth import Refused, Viewer, checked, require_step_up, services_of, signed_in
+from bot.console.auth import (
+    Refused,
+    Viewer,
+    checked,
+    require_admin,
+    require_step_up,
+    services_of,
+    signed_in,
+)
 from bot.console.board import SLA_LABELS
 from bot.console.pages import redirect, render
-from bot.console.people import require_admin
 from bot.usecases.assignment import assign_task
 from bot.worker.drains import request_drain
 from notifiers.commands import run_verb
