@@ -219,6 +219,7 @@ class Customer:
     language: str | None
     crm_status: str | None
     tags: list[str]
+    erased_at: datetime | None = None  # their data was erased (a GDPR request) then
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def _customer(contact: Contact | None) -> Customer | None:
         return None
     return Customer(name=_readable(contact.name), wa_id=_readable(contact.wa_id),
                     language=contact.language, crm_status=contact.crm_status,
-                    tags=list(contact.tags or ()))
+                    tags=list(contact.tags or ()), erased_at=contact.erased_at)
 
 
 def _conversation(task: Task, messages: Sequence[Message],

@@ -59,7 +59,9 @@ def test_erasure_asks_for_the_code_then_erases_and_audits(console, ref, admin):
                       page=page_of(ref))
         assert location(done).path == page_of(ref)
         assert "erased for good" in location(done).params["said"]
-        assert NAME not in http.get(f"/tasks/{ref}").text
+        after = http.get(f"/tasks/{ref}").text
+        assert NAME not in after
+        assert "<dt>Erased</dt>" in after and "/erase" not in after  # nothing left to erase
         again = submit(console, http, f"/tasks/{ref}/erase", {"reason": "twice"},
                        page=page_of(ref))
         assert "no customer left" in location(again).params["failed"]
