@@ -381,15 +381,24 @@ def find_session(session: Session, *, token: str, now: datetime, idle: timedelta
                  absolute: timedelta) -> ConsoleSession | None:
     """The open session whose cookie is `token`, or None when unknown, ended, unused for
     longer than `idle`, older than `absolute`, or of a disabled user; one whose `mfa_passed`
-    is False still awaits the second factor. Its last_seen_at is moved to `now` when older
-    than TOUCH_EVERY."""
+    is False still awaits the second factor. Only reads: `touch_session` records the use."""
     row = session.scalars(select(ConsoleSession).where(
         ConsoleSession.digest == _digest(token))).first()
     if row is None or not _alive(row, now=now, idle=idle, absolute=absolute):
         return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = now
     return row
+
+
+def needs_touch(console_session: ConsoleSession, *, now: datetime) -> bool:
+    """Whether its last use is older than TOUCH_EVERY (then `touch_session` writes it): a
+    page view is a read, and a write at most once a minute."""
+    return now - console_session.last_seen_at >= TOUCH_EVERY
+
+
+def touch_session(session: Session, *, session_id: int, now: datetime) -> None:
+    """Moves the session's last use to `now` (idle time counts from it)."""
+    session.execute(update(ConsoleSession).where(ConsoleSession.id == session_id)
+                    .values(last_seen_at=now))
 
 
 def _alive(row: ConsoleSession, *, now: datetime, idle: timedelta,

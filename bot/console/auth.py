@@ -25,7 +25,7 @@ from store.events import record_event
 from store.lifecycle import Actor, ActorKind
 from store.models import ConsoleSession, User
 from store.types import utcnow
-from store.users import UserRole, find_session
+from store.users import UserRole, find_session, needs_touch, touch_session
 
 SESSION_COOKIE = "opsbot_session"
 CSRF_FIELD = "csrf_token"
@@ -162,18 +162,27 @@ def _session_of(request: Request, *, mfa_passed: bool) -> Viewer | None:
     if not token:
         return None
     services = services_of(request)
-    config = services.rules.current
-    with services.db.transaction() as session:
-        found = find_session(session, token=token, now=utcnow(),
+    now = utcnow()
+    with services.db.transaction(readonly=True) as session:  # a page view waits for no writer
+        found = find_session(session, token=token, now=now,
                              idle=tunables.CONSOLE_IDLE, absolute=tunables.CONSOLE_ABSOLUTE)
         if found is None or found.mfa_passed != mfa_passed:
             return None
-        acting = act_as(found.user, config)
-        if acting is None:
-            return None
-        return Viewer(found.user.id, found.user.email, UserRole(found.user.role), *acting,
-                      session_id=found.id, csrf_token=found.csrf_token,
-                      stepped_up_at=found.stepped_up_at)
+        viewer = _viewer(found, services.rules.current)
+        stale = needs_touch(found, now=now)
+    if viewer is not None and stale:
+        with services.db.transaction() as session:
+            touch_session(session, session_id=viewer.session_id, now=now)
+    return viewer
+
+
+def _viewer(found: ConsoleSession, config: RulesConfig) -> Viewer | None:
+    acting = act_as(found.user, config)
+    if acting is None:
+        return None  # their agent left rules.yaml: they act for nobody
+    return Viewer(found.user.id, found.user.email, UserRole(found.user.role), *acting,
+                  session_id=found.id, csrf_token=found.csrf_token,
+                  stepped_up_at=found.stepped_up_at)
 
 
 async def checked(request: Request, viewer: Viewer) -> Viewer:
