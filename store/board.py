@@ -318,20 +318,26 @@ def _conversation(task: Task, messages: Sequence[Message],
     """The task's messages both ways and its internal notes, oldest first (a message at its
     sending time, as `show` prints it; a tie keeps messages before notes)."""
     customer = (_readable(task.contact.name) if task.contact else None) or "customer"
+    # who wrote each reply: the audit's `reply` events name the person, the message does not
+    repliers = {str(event.details.get("text")): event.actor for event in events
+                if event.action == Audit.REPLY and event.details}
     entries = [(message.sent_at or message.created_at, 0, message.id,
-                _message_entry(message, customer)) for message in messages]
+                _message_entry(message, customer, repliers)) for message in messages]
     entries += [(event.at, 1, event.id, _note_entry(event))
                 for event in events if event.action == Audit.NOTE]
     return [entry for *_order, entry in sorted(entries, key=lambda item: item[:3])]
 
 
-def _message_entry(message: Message, customer: str) -> ConversationEntry:
+def _message_entry(message: Message, customer: str,
+                   repliers: dict[str, str]) -> ConversationEntry:
+    """A message; an outgoing one is a person's reply (named) or opsbot's own (the
+    acknowledgement, the closing message)."""
     inbound = message.direction == Direction.INBOUND
+    text = _readable(message.text)
+    who = customer if inbound else repliers.get(text or "", "opsbot")
     return ConversationEntry(at=message.sent_at or message.created_at,
-                             direction="in" if inbound else "out",
-                             who=customer if inbound else "us", type=message.type,
-                             text=_readable(message.text), media_id=message.media_id,
-                             via=message.via)
+                             direction="in" if inbound else "out", who=who, type=message.type,
+                             text=text, media_id=message.media_id, via=message.via)
 
 
 def _note_entry(event: TaskEvent) -> ConversationEntry:

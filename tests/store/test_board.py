@@ -194,7 +194,7 @@ def test_the_task_page(db):
     assert [(e.direction, e.who, e.type, e.text, e.media_id) for e in page.conversation] == [
         ("in", "Carmen Ruiz", "text", "¿Dónde está mi pedido?", None),
         ("internal", "agent:ana", "note", "llamar al almacén", None),
-        ("out", "us", "text", "Lo miramos", None),
+        ("out", "opsbot", "text", "Lo miramos", None),  # no person's reply: opsbot's own
         ("in", "Carmen Ruiz", "image", None, "media-1")]
     assert [e.action for e in page.audit] == ["created", "routed", "assign", "note"]
     assign = page.audit[2]

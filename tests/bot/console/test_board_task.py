@@ -92,7 +92,8 @@ def test_a_reply_from_the_task_page_reaches_the_customer(console):
         console.world.work()
         assert "Lo cambiamos hoy mismo." in console.world.customer_texts()
         shown = http.get(f"/tasks/{ref}")
-        assert "Lo cambiamos hoy mismo." in shown.text  # in the conversation
+        assert "Lo cambiamos hoy mismo." in shown.text  # in the conversation, by her
+        assert "· agent:ana · via" in shown.text  # the message's line names who wrote it
     actions = console.actions(int(ref[2:]))
     assert ("accept", "agent:ana") in actions and ("reply", "agent:ana") in actions
 
