@@ -1,6 +1,7 @@
 """Rendering: the Jinja2 templates, the context every page gets, and error pages (a person
 never sees a traceback)."""
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +56,13 @@ def _nav(viewer) -> list[tuple[str, str]]:
 def _helpers(request: Request) -> dict[str, Any]:
     timezone = services_of(request).rules.current.tz
     return {"csrf_field": CSRF_FIELD, "csrf_header": CSRF_HEADER, "local": _local(timezone),
-            "timezone": timezone.key}
+            "timezone": timezone.key, "as_text": _as_text}
+
+
+def _as_text(value: Any) -> str:
+    """An audit detail as a person reads it: text as it is, the rest as JSON (unescaped
+    accents and quotes; the template escapes it for HTML)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _local(timezone: ZoneInfo):
