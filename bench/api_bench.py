@@ -59,13 +59,14 @@ CONTACTS = 1000  # customers the tasks belong to
 
 
 @contextmanager
-def scratch_database():
-    """A fresh PostgreSQL database, migrated, dropped at the end; yields its URL."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+def scratch_database(admin_url: str = ADMIN_URL):
+    """A fresh PostgreSQL database beside `admin_url`'s, migrated, dropped at the end; yields
+    its URL."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"opsbot_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade_database(url)
         yield url
@@ -75,30 +76,37 @@ def scratch_database():
         admin.dispose()
 
 
+def fill_contacts(db: Database, now: datetime) -> list[str]:
+    """CONTACTS customers, each with their own data key, sealed as opsbot seals them;
+    returns their key ids (customer n+1 has the n-th)."""
+    key_rows, contact_rows = [], []
+    for n in range(CONTACTS):
+        key_id, wrapped = crypto.new_data_key()
+        key_rows.append({"id": key_id, "wrapped": wrapped, "created_at": now})
+        wa_id = f"3460{n:07d}"
+        contact_rows.append({
+            "data_key_id": key_id, "wa_id_index": keys.blind_index(wa_id),
+            "wa_id": crypto.personal(wa_id, key_id), "phone": crypto.personal(wa_id, key_id),
+            "name": crypto.personal(f"Cliente {n}", key_id), "crm_status": "lead",
+            "tags": [], "external_ids": {}, "first_seen_at": now, "last_seen_at": now,
+            "updated_at": now})
+    with db.transaction() as session:
+        session.execute(insert(DataKey), key_rows)
+        session.execute(insert(Contact), contact_rows)
+    return [row["id"] for row in key_rows]
+
+
 def fill(db: Database, count: int) -> None:
     """`count` tasks of CONTACTS customers (sealed as opsbot seals them), a third open."""
     now = datetime.now(UTC)
-    with db.transaction() as session:
-        key_rows, contact_rows = [], []
-        for n in range(CONTACTS):
-            key_id, wrapped = crypto.new_data_key()
-            key_rows.append({"id": key_id, "wrapped": wrapped, "created_at": now})
-            wa_id = f"3460{n:07d}"
-            contact_rows.append({
-                "data_key_id": key_id, "wa_id_index": keys.blind_index(wa_id),
-                "wa_id": crypto.personal(wa_id, key_id), "phone": crypto.personal(wa_id, key_id),
-                "name": crypto.personal(f"Cliente {n}", key_id), "crm_status": "lead",
-                "tags": [], "external_ids": {}, "first_seen_at": now, "last_seen_at": now,
-                "updated_at": now})
-        session.execute(insert(DataKey), key_rows)
-        session.execute(insert(Contact), contact_rows)
+    key_ids = fill_contacts(db, now)
     for start in range(0, count, 5000):
         rows = []
         for n in range(start, min(start + 5000, count)):
             contact = n % CONTACTS + 1
             status = OPEN[n % len(OPEN)] if n % 3 == 0 else "closed"
             rows.append({
-                "title": crypto.personal(f"Pedido {n}: ¿dónde está?", key_rows[contact - 1]["id"]),
+                "title": crypto.personal(f"Pedido {n}: ¿dónde está?", key_ids[contact - 1]),
                 "category": "logistics", "priority": "normal", "status": status, "tags": [],
                 "skills": [], "declined_by": [], "channel": "whatsapp", "contact_id": contact,
                 "team": "logistics", "assignee_id": "ana" if status != "new" else None,

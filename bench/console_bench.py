@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,7 +56,7 @@ from store.db import Database, upgrade_database  # noqa: E402
 from store.events import rating_of, task_fact  # noqa: E402
 from store.kpis import KpiFilters, compute_kpis, kpi_csv_rows, period_from  # noqa: E402
 from store.lifecycle import Actor, ActorKind  # noqa: E402
-from store.models import Contact, DataKey, Message, Task, TaskEvent  # noqa: E402
+from store.models import Message, Task, TaskEvent  # noqa: E402
 from store.users import add_user, open_session  # noqa: E402
 
 TEAMS = ("logistics", "sales", "support", "billing")
@@ -91,15 +91,14 @@ def bench_database(url: str) -> Iterator[str]:
             upgrade_database(path)
             yield path
         return
-    api_bench.ADMIN_URL = url  # the server api_bench.scratch_database creates its database on
-    with api_bench.scratch_database() as scratch:
+    with api_bench.scratch_database(url) as scratch:
         yield scratch
 
 
 def fill(db: Database, count: int, now: datetime) -> None:
     """CONTACTS customers, then `count` tasks with their messages and audit events."""
     rng = random.Random(7)
-    key_ids = _fill_contacts(db, now)
+    key_ids = api_bench.fill_contacts(db, now)
     step = timedelta(days=DAYS) / count
     for start in range(0, count, BATCH):
         tasks = [_task(rng, n, now - DAYS * timedelta(days=1) + n * step, now, key_ids)
@@ -112,24 +111,6 @@ def fill(db: Database, count: int, now: datetime) -> None:
                 session.execute(table.__table__.insert(), rows)
     with db.engine.begin() as connection:
         connection.execute(text("ANALYZE"))  # the planner sees the filled tables
-
-
-def _fill_contacts(db: Database, now: datetime) -> list[str]:
-    key_rows, contact_rows = [], []
-    for n in range(CONTACTS):
-        key_id, wrapped = crypto.new_data_key()
-        key_rows.append({"id": key_id, "wrapped": wrapped, "created_at": now})
-        wa_id = f"3460{n:07d}"
-        contact_rows.append({
-            "data_key_id": key_id, "wa_id_index": keys.blind_index(wa_id),
-            "wa_id": crypto.personal(wa_id, key_id), "name": crypto.personal(f"Cliente {n}",
-                                                                             key_id),
-            "crm_status": "lead", "tags": [], "external_ids": {}, "first_seen_at": now,
-            "last_seen_at": now, "updated_at": now})
-    with db.transaction() as session:
-        session.execute(insert(DataKey), key_rows)
-        session.execute(insert(Contact), contact_rows)
-    return [row["id"] for row in key_rows]
 
 
 def _task(rng: random.Random, n: int, created: datetime, now: datetime,

@@ -267,9 +267,10 @@ def _failed(session: Session, *, actor: str, reason: str, ip: str | None, now: d
                  details={"reason": reason, "ip": ip})
 
 
-def _wrong_password(session: Session, *, user: User, ip: str | None,
-                    now: datetime) -> SignInOutcome:
-    _failed(session, actor=actor_of(user), reason="wrong_password", ip=ip, now=now)
+def _wrong_password(session: Session, *, user: User, ip: str | None, now: datetime,
+                    reason: str = "wrong_password") -> SignInOutcome:
+    """Counts a wrong password or code: LOCKOUT_AFTER in a row lock the account."""
+    _failed(session, actor=actor_of(user), reason=reason, ip=ip, now=now)
     user.failed_attempts, user.updated_at = user.failed_attempts + 1, now
     if user.failed_attempts < LOCKOUT_AFTER:
         return SignInOutcome.WRONG
@@ -314,6 +315,29 @@ def check_totp(session: Session, *, user: User, code: str, now: datetime) -> boo
             user.totp_last_step, user.updated_at = step, now
             return True
     return False
+
+
+def check_code(session: Session, *, user: User, code: str, now: datetime,
+               ip: str | None) -> SignInOutcome:
+    """The outcome of the second factor: the TOTP code (the first one completes enrolment),
+    or a recovery code. A wrong code counts toward the same lockout as a wrong password, so
+    that whoever has the password cannot go on guessing codes; a locked account is LOCKED
+    whatever the code."""
+    if user.locked_until is not None and user.locked_until > now:
+        _failed(session, actor=actor_of(user), reason="locked", ip=ip, now=now)
+        return SignInOutcome.LOCKED
+    code = code.strip()
+    if user.mfa_enrolled_at is None:
+        right = confirm_enrolment(session, user=user, code=code, now=now)
+    elif code.isdigit():
+        right = check_totp(session, user=user, code=code, now=now)
+    else:
+        right = use_recovery_code(session, user=user, code=code, now=now)
+    if not right:
+        return _wrong_password(session, user=user, ip=ip, now=now, reason="wrong_code")
+    if user.failed_attempts:
+        user.failed_attempts, user.updated_at = 0, now
+    return SignInOutcome.OK
 
 
 def confirm_enrolment(session: Session, *, user: User, code: str, now: datetime) -> bool:
@@ -407,14 +431,17 @@ def _alive(row: ConsoleSession, *, now: datetime, idle: timedelta,
             and now - row.last_seen_at <= idle and now - row.created_at <= absolute)
 
 
-def pass_mfa(session: Session, *, console_session: ConsoleSession, now: datetime) -> str:
-    """Marks the session's second factor as given and returns its new CSRF token (the one
-    seen before the sign-in completed is no longer valid)."""
-    console_session.mfa_passed, console_session.last_seen_at = True, now
-    console_session.csrf_token = secrets.token_urlsafe(32)
-    record_event(session, task=None, actor=actor_of(console_session.user), action="sign_in",
-                 at=now, details={"mfa": True})
-    return console_session.csrf_token
+def pass_mfa(session: Session, *, console_session: ConsoleSession,
+             now: datetime) -> tuple[str, ConsoleSession]:
+    """Completes a sign-in whose second factor was just given: the half-signed session ends
+    and a new one (new cookie token, new CSRF token) replaces it, so that nothing seen before
+    the code is worth anything after it. Returns the new token and session."""
+    console_session.ended_at = now
+    token, row = open_session(session, user=console_session.user, now=now, mfa_passed=False)
+    row.mfa_passed = True
+    record_event(session, task=None, actor=actor_of(row.user), action="sign_in", at=now,
+                 details={"mfa": True})
+    return token, row
 
 
 def step_up(session: Session, *, console_session: ConsoleSession, now: datetime) -> None:

@@ -24,31 +24,29 @@ from bot.console.auth import (
     signed_in,
 )
 from bot.console.pages import redirect, render
-from bot.core import tunables
-from store.events import record_event
 from store.models import ConsoleSession, User
 from store.types import utcnow
 from store.users import (
+    LOCKOUT_FOR,
     MFA_REQUIRED,
     SignInOutcome,
     UserRole,
+    check_code,
     check_password,
-    check_totp,
-    confirm_enrolment,
     end_session,
     open_session,
+    pass_mfa,
     qr_svg,
     step_up,
     totp_uri,
-    use_recovery_code,
 )
 
 PRE_COOKIE = "opsbot_pre"  # the sign-in form's own CSRF token, before there is a session
-ATTEMPTS_KEY = "opsbot:console:codes:{session_id}"
 OUTCOME_SENTENCES = {
     SignInOutcome.WRONG: "Wrong email or password.",
-    SignInOutcome.LOCKED: "This account is locked after too many failed attempts. Try again "
-                          "in 15 minutes, or ask an admin.",
+    SignInOutcome.LOCKED: "This account is locked after too many failed attempts. It unlocks "
+                          f"by itself within {LOCKOUT_FOR.seconds // 60} minutes, or ask an "
+                          "admin.",
     SignInOutcome.DISABLED: "This account is disabled. Ask an admin.",
 }
 
@@ -106,48 +104,23 @@ def mfa(request: Request, code: Form_, csrf_token: Form_,
     console_session, user = half_signed_in(request)
     if not hmac.compare_digest(csrf_token.encode(), console_session.csrf_token.encode()):
         refuse_forgery(request, actor=f"user:{user.email}")
-    services = services_of(request)
-    with services.db.transaction() as session:
+    address = request.client.host if request.client else None
+    with services_of(request).db.transaction() as session:
         user = session.merge(user)
         console_session = session.merge(console_session)
-        if _code_accepted(session, user, code.strip()):
-            # a new session, so a token seen before the second factor is worth nothing after
-            end_session(session, token=request.cookies.get(SESSION_COOKIE, ""), now=utcnow())
-            token, _ = open_session(session, user=user, now=utcnow(), mfa_passed=True)
-            services.redis.delete(ATTEMPTS_KEY.format(session_id=console_session.id))
+        outcome = check_code(session, user=user, code=code, now=utcnow(), ip=address)
+        if outcome is SignInOutcome.OK:
+            token, _ = pass_mfa(session, console_session=console_session, now=utcnow())
             response = redirect(safe_next(request, next))
             _set_cookie(request, response, SESSION_COOKIE, token)
             return response
-        record_event(session, task=None, actor=f"user:{user.email}", action="sign_in_failed",
-                     details={"reason": "wrong code"})
-    if _too_many_codes(request, console_session):
+        if outcome is SignInOutcome.LOCKED:  # the password must be given again, after the lock
+            end_session(session, token=request.cookies.get(SESSION_COOKIE, ""), now=utcnow())
+    if outcome is SignInOutcome.LOCKED:
         raise SignInNeeded()
     return _code_form(request, console_session, user, next=safe_next(request, next),
                       error="That code is not right. Codes change every 30 seconds.",
                       status=401)
-
-
-def _code_accepted(session, user: User, code: str) -> bool:
-    now = utcnow()
-    if user.mfa_enrolled_at is None:
-        return confirm_enrolment(session, user=user, code=code, now=now)
-    if code.isdigit():
-        return check_totp(session, user=user, code=code, now=now)
-    return use_recovery_code(session, user=user, code=code, now=now)
-
-
-def _too_many_codes(request: Request, console_session: ConsoleSession) -> bool:
-    """Counts a wrong code; after CONSOLE_CODE_ATTEMPTS the half-signed session ends (the
-    password must be given again, and its lockout counts)."""
-    services = services_of(request)
-    key = ATTEMPTS_KEY.format(session_id=console_session.id)
-    count = services.redis.incr(key)
-    services.redis.expire(key, int(tunables.CONSOLE_IDLE.total_seconds()))
-    if count < tunables.CONSOLE_CODE_ATTEMPTS:
-        return False
-    with services.db.transaction() as session:
-        end_session(session, token=request.cookies.get(SESSION_COOKIE, ""), now=utcnow())
-    return True
 
 
 def _code_form(request: Request, console_session: ConsoleSession, user: User, *, next: str,
@@ -182,13 +155,17 @@ async def step_up_submit(request: Request, viewer: Annotated[Viewer, Depends(sig
     services = services_of(request)
     with services.db.transaction() as session:
         user = session.get(User, viewer.user_id)
-        if user.mfa_enrolled_at is not None and check_totp(session, user=user, code=code.strip(),
-                                                            now=utcnow()):
+        outcome = SignInOutcome.WRONG if user.mfa_enrolled_at is None else check_code(
+            session, user=user, code=code, now=utcnow(),
+            ip=request.client.host if request.client else None)
+        if outcome is SignInOutcome.OK:
             step_up(session, console_session=session.get(ConsoleSession, viewer.session_id),
                     now=utcnow())
             return redirect(safe_next(request, next))
-        record_event(session, task=None, actor=viewer.actor.label, action="step_up_failed",
-                     details={})
+        if outcome is SignInOutcome.LOCKED:  # five wrong codes: signed out, and locked
+            end_session(session, token=request.cookies.get(SESSION_COOKIE, ""), now=utcnow())
+    if outcome is SignInOutcome.LOCKED:
+        raise SignInNeeded()
     return render(request, "step_up.html", status=401, viewer=viewer,
                   next=safe_next(request, next), error="That code is not right.")
 

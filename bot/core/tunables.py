@@ -126,7 +126,6 @@ CONSOLE_ABSOLUTE = timedelta(hours=12)  # a working day: sign in again every mor
 CONSOLE_STEP_UP_FOR = timedelta(minutes=5)  # a re-entered code covers one dangerous task
 CONSOLE_SIGN_IN_LIMIT = 20  # sign-in attempts per address per window: a person mistyping
 CONSOLE_SIGN_IN_WINDOW = 300  # seconds; …never reaches it, a password-guessing script does
-CONSOLE_CODE_ATTEMPTS = 5  # wrong codes in one half-signed session before it is ended
 CONSOLE_STREAM_POLL = 1.0  # seconds between looks for a changed board (live updates)
 CONSOLE_STREAM_FOR = 300.0  # seconds a live-update stream lasts; the browser reconnects
 # seconds a stopping web process gives the requests in flight (a webhook takes milliseconds);

@@ -19,6 +19,7 @@ from store.users import (
     SignInOutcome,
     UserRole,
     add_user,
+    check_code,
     check_password,
     check_totp,
     confirm_enrolment,
@@ -275,6 +276,30 @@ def test_recovery_codes_work_once(db):
     assert len(_events(db, "recovery_code_used")) == 2
 
 
+def test_wrong_codes_lock_the_account_as_wrong_passwords_do(db):
+    user_id, enrolment = _add(db)
+    with db.transaction() as session:
+        user = session.get(User, user_id)
+        totp = pyotp.TOTP(user.totp_secret)
+        assert check_code(session, user=user, code=totp.at(NOW), now=NOW,
+                          ip=None) is SignInOutcome.OK  # the first good code enrols
+        assert user.mfa_enrolled_at == NOW
+        wrong = "000000" if totp.at(NOW) != "000000" else "111111"
+        outcomes = [check_code(session, user=user, code=wrong, now=NOW, ip="10.0.0.1")
+                    for _ in range(LOCKOUT_AFTER)]
+        assert outcomes == [SignInOutcome.WRONG] * (LOCKOUT_AFTER - 1) + [SignInOutcome.LOCKED]
+        later = NOW + timedelta(seconds=30)
+        assert check_code(session, user=user, code=totp.at(later), now=later,
+                          ip=None) is SignInOutcome.LOCKED  # even the right code
+        unlocked = NOW + LOCKOUT_FOR + timedelta(seconds=1)
+        assert check_code(session, user=user, code=enrolment.recovery_codes[0], now=unlocked,
+                          ip=None) is SignInOutcome.OK
+        assert user.failed_attempts == 0
+    assert [e.details["reason"] for e in _events(db, "sign_in_failed")] == (
+        ["wrong_code"] * LOCKOUT_AFTER + ["locked"])
+    assert len(_events(db, "sign_in_locked")) == 1
+
+
 def test_qr_svg_is_an_inline_svg_element():
     svg = qr_svg("otpauth://totp/opsbot:ana%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=opsbot")
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>") and "<?xml" not in svg
@@ -339,14 +364,18 @@ def test_passing_mfa_rotates_the_csrf_token(db):
     with db.transaction() as session:
         row = find_session(session, token=token, now=NOW, idle=IDLE, absolute=ABSOLUTE)
         assert not row.mfa_passed
-        fresh = pass_mfa(session, console_session=row, now=NOW)
-        step_up(session, console_session=row, now=NOW + timedelta(minutes=1))
+        new_token, new_row = pass_mfa(session, console_session=row, now=NOW)
+        fresh = new_row.csrf_token
+        step_up(session, console_session=new_row, now=NOW + timedelta(minutes=1))
     assert fresh != csrf and len(fresh) >= 43
+    assert new_token != token
     with db.transaction(readonly=True) as session:
-        row = find_session(session, token=token, now=NOW, idle=IDLE, absolute=ABSOLUTE)
+        assert find_session(session, token=token, now=NOW, idle=IDLE, absolute=ABSOLUTE) is None
+        row = find_session(session, token=new_token, now=NOW, idle=IDLE, absolute=ABSOLUTE)
         assert (row.mfa_passed, row.csrf_token, row.stepped_up_at) == (
             True, fresh, NOW + timedelta(minutes=1))
     assert [e.details for e in _events(db, "sign_in")] == [{"mfa": True}]
+    assert _events(db, "sign_out") == []  # the half session ends without a sign-out
 
 
 def test_signing_out_ends_the_session(db):

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.core import tunables
 from store.models import ConsoleSession, TaskEvent
-from store.users import get_user
+from store.users import LOCKOUT_AFTER, get_user
 from tests.console_kit import PASSWORD, add_person, csrf_of, sign_in, signed_in
 
 
@@ -100,17 +100,19 @@ def test_a_wrong_code_is_refused_and_audited(console):
     assert ("sign_in_failed", "user:ines@example.com") in actions(console)
 
 
-def test_too_many_wrong_codes_end_the_half_session(console):
+def test_too_many_wrong_codes_end_the_half_session_and_lock_the_account(console):
     person = add_person(console.db, "ines@example.com", "admin")
     with client(console) as http:
         password_step(http, person.email)
         token = csrf_of(http.get("/mfa"))
-        for _ in range(tunables.CONSOLE_CODE_ATTEMPTS):
+        for _ in range(LOCKOUT_AFTER):
             answer = http.post("/mfa", data={"code": "abcdefghij", "csrf_token": token})
         assert answer.status_code == 303 and "/login" in answer.headers["location"]
         assert http.post("/mfa", data={"code": person.code(),
                                        "csrf_token": token}).status_code == 303
         assert http.get("/").status_code == 303  # still signed out
+        # wrong codes lock the account as wrong passwords do: the password alone is refused
+        assert "locked" in password_step(http, person.email).text
 
 
 def test_first_sign_in_enrols_with_a_qr_code(console):
