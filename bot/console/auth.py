@@ -148,7 +148,7 @@ def half_signed_in(request: Request) -> tuple[ConsoleSession, User]:
     """The session of a person who gave their password but not yet their code."""
     services = services_of(request)
     token = request.cookies.get(SESSION_COOKIE, "")
-    with services.db.transaction() as session:
+    with services.db.transaction(readonly=True) as session:
         found = find_session(session, token=token, now=utcnow(),
                              idle=tunables.CONSOLE_IDLE, absolute=tunables.CONSOLE_ABSOLUTE)
         if found is None or found.mfa_passed:
