@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import cached_property
@@ -218,6 +219,7 @@ class RulesConfig(StrictModel):
     retention: RetentionPolicy = RetentionPolicy()
     # Filled by rules.matching.compiled_rules: the schema must not depend on evaluation.
     _compiled_rules: object | None = PrivateAttr(default=None)
+    _source_sha256: str | None = PrivateAttr(default=None)  # set by rules.loader.parse_rules
 
     @field_validator("version")
     @classmethod
@@ -235,6 +237,14 @@ class RulesConfig(StrictModel):
             raise ValueError(f"unknown timezone {name!r}: use an IANA name like "
                              "Europe/Madrid") from None
         return name
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the file text this config was read from (of its values when it was
+        built otherwise): the version a recorded decision names."""
+        if self._source_sha256 is None:
+            self._source_sha256 = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return self._source_sha256
 
     @cached_property
     def tz(self) -> ZoneInfo:

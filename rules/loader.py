@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -28,6 +29,7 @@ def parse_rules(text: str, path: str = "rules.yaml") -> RulesConfig:
     if problems or result is None:
         raise RulesError(sorted({_issue(path, place, msg) for place, msg in problems}))
     compiled_rules(result)  # compile now, so evaluation never pays for it
+    result._source_sha256 = hashlib.sha256(text.encode()).hexdigest()
     return result
 
 

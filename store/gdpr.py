@@ -20,7 +20,16 @@ from store import crypto
 from store.contacts import find_contact
 from store.errors import NotFound
 from store.events import record_event
-from store.models import Contact, DataKey, InboundEvent, Message, OutboxMessage, Task, TaskEvent
+from store.models import (
+    Contact,
+    DataKey,
+    InboundEvent,
+    Message,
+    OutboxMessage,
+    RuleDecision,
+    Task,
+    TaskEvent,
+)
 from store.serialize import event_as_dict, task_as_dict
 
 ERASED_ACTION = "erased"
@@ -110,6 +119,9 @@ def erase_contact(session: Session, *, wa_id: str, actor: str, reason: str,
         raw_events = session.execute(
             update(InboundEvent).where(InboundEvent.contact_key.in_(blind))
             .values(raw_body=b"", contact_key=None)).rowcount
+    # Their recorded rules decisions keep what is not about them; the tags go with the rest.
+    session.execute(update(RuleDecision).where(RuleDecision.contact_id == contact.id)
+                    .values(contact_tags=None))
     session.execute(update(Contact).where(Contact.id == contact.id).values(
         wa_id=None, user_id=None, phone=None, name=None, wa_id_index=None, user_id_index=None,
         tags=[], erased_at=now))

@@ -449,3 +449,68 @@ class ConsoleSession(Base):
     ended_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class DecisionEffect(StrEnum):
+    """What a recorded rules decision did: the messages whose fate the rules decided."""
+
+    CREATED = "created"  # a new task
+    IGNORED = "ignored"  # a rule said `ignore`: kept, no task
+    REOPENED = "reopened"  # reopened the customer's recently closed task
+
+
+class RuleDecision(Base):
+    """One evaluation of the rules that decided a message's fate, with everything needed to
+    evaluate another rules file on it (`opsbot rules replay`): the facts (the text and a
+    WhatsApp Flow's answers are read from the message, sealed with the customer's key), the
+    agents' routing states as routing saw them, and the outcome."""
+
+    __tablename__ = "rule_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    at: Mapped[datetime] = mapped_column(index=True)  # the instant the rules were evaluated at
+    rules_sha256: Mapped[str] = mapped_column(String(64))
+    effect: Mapped[str] = mapped_column(String(16))  # DecisionEffect
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    contact_tags: Mapped[list[str] | None] = mapped_column(JSON)  # NULL: the customer was erased
+    outcome: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    agents: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # routing's view, when routed
+
+
+class SurveyStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waits for its delay to pass
+    SENT = "sent"
+    SKIPPED = "skipped"  # outside the window with no survey template: nothing sent
+    FAILED = "failed"  # WhatsApp refused it
+    ANSWERED = "answered"
+
+
+class Survey(Base):
+    """The satisfaction survey of one task (at most one: the unique task_id), its answer and
+    the agent and team it rates, as they were when the task closed."""
+
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=SurveyStatus.SCHEDULED)
+    due_at: Mapped[datetime]
+    via: Mapped[str | None] = mapped_column(String(16))  # interactive | template
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(256))
+    score: Mapped[int | None]
+    good: Mapped[bool | None] = mapped_column(Boolean)
+    answered_at: Mapped[datetime | None] = mapped_column(index=True)
+    answered_by: Mapped[str | None] = mapped_column(String(16))  # button | text
+    comment: Mapped[str | None] = mapped_column(SecretText)
+    comment_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)  # why it was skipped or failed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

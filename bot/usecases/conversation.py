@@ -4,6 +4,8 @@ Called inside the caller's transaction; nothing here commits or talks to the net
 """
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -15,9 +17,12 @@ from bot.usecases.lateness import check_arrival, mark_arrived_late
 from bot.whatsapp.parsing import DeliveryStatus, InboundMessage
 from notifiers.texts import echo, fit_whatsapp
 from rules import (
+    AgentState,
     ContactFacts,
     Decision,
     HistoryFacts,
+    MessageFacts,
+    RoutingResult,
     RulesConfig,
     due_times,
     evaluate,
@@ -25,11 +30,14 @@ from rules import (
     render_template,
 )
 from rules.eta import describe_due
+from rules.recording import record_agents, record_facts, record_outcome
+from store.agents import get_agent_states
 from store.contacts import note_inbound, upsert_contact
+from store.decisions import record_decision
 from store.events import Audit, record_event
 from store.lifecycle import Action, customer_actor
 from store.messages import apply_status, record_inbound_message
-from store.models import Contact, Message, Task, TaskStatus
+from store.models import Contact, DecisionEffect, Message, Task, TaskStatus
 from store.outbox import queue_customer_message
 from store.tasks import CustomerTasks, create_task, find_customer_tasks, transition_task
 
@@ -49,20 +57,22 @@ class MessageOutcome(StrEnum):
 
 def apply_message(session: Session, *, config: RulesConfig, message: InboundMessage,
                   now: datetime) -> MessageOutcome:
-    """Records the message and acts on it; returns what happened."""
+    """Records the message and acts on it; returns what happened. A message whose fate the
+    rules decided (a new task, ignored, a reopening) records that decision for replay."""
     contact, created = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
                                       name=message.name, now=message.at)
     # A customer created just now has no tasks: nothing to look up.
     tasks = CustomerTasks() if created else find_customer_tasks(session, contact_id=contact.id)
-    history = _history(contact, tasks, message.at)
     stored = record_inbound_message(
         session, provider_message_id=message.wamid, contact_id=contact.id, type=message.type,
         text=message.text, media_id=message.media_id, payload=_payload(message), at=message.at,
         task_id=tasks.open.id if tasks.open is not None else None)  # threaded below
     if stored is None:
         return MessageOutcome.DUPLICATE
-    decision = evaluate(config, message=message.facts(), contact=_contact_facts(contact),
-                        history=history, now=message.at)
+    facts = _Facts(message.facts(), _contact_facts(contact),
+                   _history(contact, tasks, message.at), at=message.at)
+    decision = evaluate(config, message=facts.message, contact=facts.contact,
+                        history=facts.history, now=message.at)
     note_inbound(contact, at=message.at, phone_id=message.phone_id)
     contact.language = contact.language or decision.language
     if tasks.open is not None:
@@ -76,12 +86,40 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
         return MessageOutcome.RATED
     if message.type == "reaction" or decision.ignore:
         _keep_on_closed(session, task, stored, contact, now)
+        if message.type != "reaction":
+            _record(session, config, facts, decision, stored, DecisionEffect.IGNORED, task=task)
         return MessageOutcome.RECORDED
     if task is not None:
         _reopen(session, config, task, stored, contact, now)
+        _record(session, config, facts, decision, stored, DecisionEffect.REOPENED, task=task)
         return MessageOutcome.REOPENED
-    _open_task(session, config, decision, stored, contact, message, now)
+    _open_task(session, config, facts, decision, stored, contact, message, now)
     return MessageOutcome.CREATED
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the rules were evaluated on, and when."""
+
+    message: MessageFacts
+    contact: ContactFacts
+    history: HistoryFacts
+    at: datetime
+
+
+def _record(session: Session, config: RulesConfig, facts: _Facts, decision: Decision,
+            stored: Message, effect: DecisionEffect, *, task: Task | None,
+            due: tuple[datetime, datetime] | None = None, routing: RoutingResult | None = None,
+            agents: Mapping[str, AgentState] | None = None) -> None:
+    record_decision(
+        session, message_id=stored.id, contact_id=stored.contact_id,
+        task_id=task.id if task is not None else None, at=facts.at,
+        rules_sha256=config.sha256, effect=effect,
+        facts=record_facts(facts.message, facts.contact, facts.history,
+                           language=decision.language),
+        contact_tags=list(facts.contact.tags),
+        outcome=record_outcome(decision, due=due, routing=routing),
+        agents=record_agents(agents) if agents is not None else None)
 
 
 def _payload(message: InboundMessage) -> dict[str, Any]:
@@ -179,8 +217,8 @@ def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,
         assign_task(session, config=config, task=task, now=now, message=stored)
 
 
-def _open_task(session: Session, config: RulesConfig, decision: Decision, stored: Message,
-               contact: Contact, message: InboundMessage, now: datetime) -> Task:
+def _open_task(session: Session, config: RulesConfig, facts: _Facts, decision: Decision,
+               stored: Message, contact: Contact, message: InboundMessage, now: datetime) -> Task:
     start = min(message.at, now)
     first_due, resolution_due = due_times(config, priority=decision.priority, start=start,
                                           sla=decision.sla)
@@ -200,7 +238,11 @@ def _open_task(session: Session, config: RulesConfig, decision: Decision, stored
     if late is not None:  # a backlog: marked once, summarised per team, not escalated
         mark_arrived_late(session, task=task, late=late)
     stored.task_id = task.id
-    assign_task(session, config=config, task=task, now=now, new_task=True, message=stored)
+    agents = get_agent_states(session)  # as routing sees them, before it changes them
+    routing = assign_task(session, config=config, task=task, now=now, new_task=True,
+                          message=stored)
+    _record(session, config, facts, decision, stored, DecisionEffect.CREATED, task=task,
+            due=(first_due, resolution_due), routing=routing, agents=agents)
     _acknowledge(session, config, decision, task, contact, message)
     return task
 
