@@ -15,6 +15,8 @@ from store.models import (
     InboundEvent,
     Message,
     OutboxMessage,
+    RuleDecision,
+    Survey,
     Task,
     TaskEvent,
     TaskStatus,
@@ -55,6 +57,9 @@ def delete_messages(session: Session, *, before: datetime, limit: int) -> int:
     """Deletes up to `limit` messages created before `before`; returns how many."""
     ids = list(session.scalars(select(Message.id).where(Message.created_at < before)
                                .order_by(Message.id).limit(limit)))
+    if ids:  # a recorded rules decision cannot be replayed without its message
+        session.execute(delete(RuleDecision).where(RuleDecision.message_id.in_(ids))
+                        .execution_options(synchronize_session=False))
     return _delete_ids(session, Message, ids)
 
 
@@ -72,11 +77,16 @@ def list_closed_tasks(session: Session, *, before: datetime, limit: int) -> list
 
 
 def delete_tasks(session: Session, *, task_ids: list[int]) -> int:
-    """Deletes the tasks `task_ids` with their outbox rows, messages and audit events (the rows
-    whose foreign keys point at them, removed first); returns how many tasks went."""
+    """Deletes the tasks `task_ids` with their outbox rows, messages, audit events, survey and
+    recorded rules decisions (the rows whose foreign keys point at them, removed first);
+    returns how many tasks went."""
     if not task_ids:
         return 0
-    for model in (OutboxMessage, Message, TaskEvent):
+    messages = select(Message.id).where(Message.task_id.in_(task_ids))
+    session.execute(delete(RuleDecision).where(RuleDecision.task_id.in_(task_ids)
+                                               | RuleDecision.message_id.in_(messages))
+                    .execution_options(synchronize_session=False))
+    for model in (Survey, OutboxMessage, Message, TaskEvent):
         session.execute(delete(model).where(model.task_id.in_(task_ids))
                         .execution_options(synchronize_session=False))
     return _delete_ids(session, Task, task_ids)

@@ -17,6 +17,8 @@ from store.models import (
     InboundEvent,
     Message,
     OutboxMessage,
+    RuleDecision,
+    Survey,
     Task,
     TaskEvent,
     TaskStatus,
@@ -130,6 +132,29 @@ def test_closed_tasks_go_with_their_rows_and_are_listed_in_the_audit(db, data):
         "removed": {"closed_tasks": 1}, "purged_tasks": [closed_id], "kept_raw_events": 0,
         "complete": True, "dry_run": False,
     }
+
+
+def decide(session, message: Message, task: Task | None) -> None:
+    session.add(RuleDecision(message_id=message.id, task_id=task.id if task else None, at=THEN,
+                             rules_sha256="0" * 64, effect="created", facts={},
+                             contact_tags=[], outcome={}))
+
+
+def test_recorded_decisions_and_surveys_go_with_their_messages_and_tasks(db):
+    with db.transaction() as session:
+        closed, open_ = add_task(session, close=True), add_task(session, close=False)
+        for task in (closed, open_):
+            decide(session, session.scalars(select(Message).where(Message.task_id == task.id)
+                                            .limit(1)).one(), task)
+        session.add(Survey(task_id=closed.id, due_at=THEN, status="answered"))
+        loose = Message(direction="inbound", created_at=THEN + timedelta(days=400))
+        session.add(loose)
+        session.flush()
+        decide(session, loose, None)
+    run_retention(db, POLICY, now=THEN + timedelta(days=731), dry_run=False)
+    with db.transaction(readonly=True) as session:
+        assert session.scalars(select(Survey)).all() == []
+        assert session.scalars(select(RuleDecision.message_id)).all() == [loose.id]
 
 
 def test_run_goes_in_batches(db):
