@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 from store.crypto import ERASED, load_keys
 from store.events import Audit, list_events
 from store.lifecycle import Access, Actor, check_access, visible_to
-from store.models import OPEN_STATUSES, Contact, Direction, Message, Task, TaskEvent, TaskStatus
+from store.models import (
+    OPEN_STATUSES,
+    Contact,
+    Direction,
+    Message,
+    Survey,
+    Task,
+    TaskEvent,
+    TaskStatus,
+)
 from store.reports import UNASSIGNED
 from store.tasks import get_task
 
@@ -255,6 +264,22 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class SurveyView:
+    """The task's satisfaction survey as the console shows it."""
+
+    status: str
+    due_at: datetime
+    via: str | None
+    sent_at: datetime | None
+    score: int | None
+    good: bool | None
+    answered_at: datetime | None
+    answered_by: str | None
+    comment: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
 class TaskPage:
     id: int
     ref: str
@@ -279,6 +304,7 @@ class TaskPage:
     conversation: list[ConversationEntry]
     audit: list[AuditEntry]
     routing: Routing | None
+    survey: SurveyView | None
 
 
 _ROUTING_ACTIONS = (Audit.ROUTED, Audit.UNROUTED)
@@ -302,7 +328,18 @@ def load_task_page(session: Session, *, actor: Actor, ref: str | int, now: datet
         deadlines=Deadlines(task.first_response_due, task.resolution_due, task.sla_started_at,
                             task.waiting_since),
         customer=_customer(task.contact), conversation=_conversation(task, messages, events),
-        audit=[_audit_entry(event) for event in events], routing=_routing(events))
+        audit=[_audit_entry(event) for event in events], routing=_routing(events),
+        survey=_survey(session, task.id))
+
+
+def _survey(session: Session, task_id: int) -> SurveyView | None:
+    survey = session.scalar(select(Survey).where(Survey.task_id == task_id))
+    if survey is None:
+        return None
+    return SurveyView(status=survey.status, due_at=survey.due_at, via=survey.via,
+                      sent_at=survey.sent_at, score=survey.score, good=survey.good,
+                      answered_at=survey.answered_at, answered_by=survey.answered_by,
+                      comment=_readable(survey.comment), note=survey.note)
 
 
 def _customer(contact: Contact | None) -> Customer | None:

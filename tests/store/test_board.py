@@ -14,12 +14,13 @@ from store.board import (
     load_task_page,
     sla_state,
 )
+from store.crypto import personal
 from store.errors import NotAllowed, NotFound
 from store.events import Audit, record_event
 from store.gdpr import erase_contact
 from store.lifecycle import SYSTEM, Action, Actor, ActorKind
 from store.messages import record_inbound_message
-from store.models import Direction, Message
+from store.models import Direction, Message, Survey
 from store.tasks import create_task, transition_task
 from tests.notifiers.helpers import NOW, make_task
 
@@ -203,6 +204,21 @@ def test_the_task_page(db):
     assert page.routing.summary == "least loaded"
     assert [(c["agent"], c["reason"]) for c in page.routing.candidates] == [
         ("ana", "chosen: 0 open of 5"), ("pablo", "away")]
+
+
+def test_the_task_page_shows_the_survey_and_its_comment(db):
+    with db.transaction() as session:
+        task = build_page(session)
+        assert load_task_page(session, actor=ANA, ref=task.ref, now=NOW).survey is None
+        key = task.contact.data_key_id
+        session.add(Survey(task_id=task.id, contact_id=task.contact_id, due_at=NOW + H,
+                           status="answered", via="interactive", sent_at=NOW + H, score=3,
+                           good=True, answered_at=NOW + 2 * H, answered_by="button",
+                           comment=personal("Muy amables", key), comment_at=NOW + 2 * H))
+    with db.transaction(readonly=True) as session:
+        survey = load_task_page(session, actor=ANA, ref=task.ref, now=NOW + 4 * H).survey
+    assert (survey.status, survey.via, survey.score, survey.good, survey.answered_by,
+            survey.comment) == ("answered", "interactive", 3, True, "button", "Muy amables")
 
 
 def test_the_task_page_is_for_those_who_may_see_it(db):

@@ -6,6 +6,8 @@ import re
 import httpx
 
 from sandbox.inbound import whatsapp_message
+from store.crypto import personal
+from store.models import Survey, Task
 from store.types import utcnow
 from tests.console_kit import add_person, csrf_of, signed_in
 from tests.notifiers.helpers import make_task
@@ -137,3 +139,18 @@ def test_the_customers_photo_opens_from_the_task_page_only_for_who_may_see_it(co
     with signed_in(console.url, outsider) as http:
         expected = 200 if team in (None, "sales") else 403
         assert http.get(f"/tasks/{ref}/media/MEDIA-1").status_code == expected
+
+
+def test_the_task_page_shows_the_satisfaction_survey(console):
+    ref = new_task(console)
+    admin = add_person(console.db, "alba@example.com", "admin")
+    with console.db.transaction() as session:
+        task = session.get(Task, int(ref.removeprefix("T-")))
+        session.add(Survey(task_id=task.id, contact_id=task.contact_id, due_at=utcnow(),
+                           status="answered", via="interactive", sent_at=utcnow(), score=1,
+                           good=False, answered_at=utcnow(), answered_by="button",
+                           comment=personal("Tardaron <mucho>", task.contact.data_key_id)))
+    with signed_in(console.url, admin) as http:
+        page = http.get(f"/tasks/{ref}").text
+    assert "Satisfaction survey" in page and "(not satisfied), by button" in page
+    assert "Tardaron &lt;mucho&gt;" in page  # what the customer wrote, escaped
