@@ -18,6 +18,7 @@ from store.events import Audit, record_event
 from store.lifecycle import Access, Action, check_access, check_transition
 from store.models import Task
 from store.outbox import queue_customer_message
+from store.surveys import schedule_survey
 from store.tasks import get_task, list_waiting_tasks, transition_task
 
 WAITING_ROUTED = 50  # waiting tasks routed again when an agent frees capacity (oldest first)
@@ -145,6 +146,7 @@ def close_verb(context: Context, command: Command) -> str:
         queue_customer_message(context.session, contact=task.contact, kind="closing", text=text,
                                dedupe_key=f"closing-{task.id}-{task.timer_generation}",
                                task=task)
+    schedule_survey(context.session, survey=context.config.survey, task=task, now=context.now)
     return answer
 
 

@@ -23,6 +23,8 @@ from rules.conditions import Condition, StrictModel, as_list
 from rules.durations import parse_duration
 from rules.enums import BreachStep, Category, Channel, Priority, Strategy
 from rules.hours import TimeRange, build_week, parse_days, parse_ranges
+from rules.survey import SurveyConfig
+from rules.template_ref import TemplateRef
 from rules.templates import REPLY_FIELDS, TITLE_FIELDS, check_template
 
 Duration = Annotated[timedelta, PlainValidator(parse_duration)]
@@ -172,33 +174,6 @@ class Rule(StrictModel):
     enabled: bool = True
 
 
-class TemplateRef(StrictModel):
-    """An approved WhatsApp template, used outside the 24 h customer-service window, and the
-    languages it is approved in: `{name, languages: [es, en]}` (`language: es` for one)."""
-
-    name: str
-    languages: Names = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_language(cls, value: object) -> object:
-        if not isinstance(value, dict) or "language" not in value:
-            return value
-        if "languages" in value:
-            raise ValueError("give `language` or `languages`, not both")
-        rest = {key: item for key, item in value.items() if key != "language"}
-        return {**rest, "languages": [value["language"]]}
-
-    @property
-    def language(self) -> str:
-        """The first language: the one used when none of the wanted ones is approved."""
-        return self.languages[0]
-
-    def language_for(self, *wanted: str | None) -> str:
-        """Return the first of `wanted` the template is approved in, else its first language."""
-        return next((code for code in wanted if code in self.languages), self.language)
-
-
 class RulesConfig(StrictModel):
     """The whole rules.yaml. Build it with `parse_rules` / `load_rules`, which also check
     cross references (teams, skills, agents, SLA keys) and report positions."""
@@ -216,6 +191,7 @@ class RulesConfig(StrictModel):
     minutes_saved_per_task: float = Field(default=5, ge=0)
     closing_reply: dict[str, ReplyTemplate] = {}
     out_of_window_template: TemplateRef | None = None
+    survey: SurveyConfig | None = None  # None: no satisfaction survey
     retention: RetentionPolicy = RetentionPolicy()
     # Filled by rules.matching.compiled_rules: the schema must not depend on evaluation.
     _compiled_rules: object | None = PrivateAttr(default=None)

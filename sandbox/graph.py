@@ -128,6 +128,10 @@ class FakeGraph(FakeServer):
             return Reply(200, {"success": True})
         if not (body.get("to") or body.get("recipient")):
             return self._graph_error(400, "(#100) The parameter to is required.", 100)
+        problem = interactive_problem(body) if body.get("type") == "interactive" else None
+        if problem:
+            return self._graph_error(400, f"(#131009) Parameter value is not valid: {problem}",
+                                     131009)
         message = {"id": self._wamid()}
         if body.get("type") == "template":
             message["message_status"] = "accepted"
@@ -169,6 +173,42 @@ class FakeGraph(FakeServer):
     def _download(self, media_id: str) -> Reply:
         media = self._lookup(media_id)
         return Reply(200, media.content, content_type=media.mime_type)
+
+
+# WhatsApp's limits on interactive messages, as the Cloud API enforces them.
+LIMITS = {"buttons": 3, "button_title": 20, "button_id": 256, "rows": 10, "row_title": 24,
+          "row_id": 200, "list_button": 20, "body": 1024}
+
+
+def interactive_problem(body: dict) -> str | None:
+    """What the real Graph API would refuse in an interactive message (reply buttons or a
+    list), or None when it is within WhatsApp's limits."""
+    interactive = body.get("interactive") or {}
+    action = interactive.get("action") or {}
+    if len((interactive.get("body") or {}).get("text") or "") > LIMITS["body"]:
+        return "the body text is longer than 1024 characters"
+    if interactive.get("type") == "button":
+        replies = [button.get("reply") or {} for button in action.get("buttons") or []]
+        return _choices_problem(replies, "buttons", "button_title", "button_id")
+    if interactive.get("type") == "list":
+        if not 0 < len(action.get("button") or "") <= LIMITS["list_button"]:
+            return "the list's button title must have 1 to 20 characters"
+        rows = [row for section in action.get("sections") or [] for row in section.get("rows")]
+        return _choices_problem(rows, "rows", "row_title", "row_id")
+    return None
+
+
+def _choices_problem(choices: list[dict], count: str, title: str, ident: str) -> str | None:
+    if not 0 < len(choices) <= LIMITS[count]:
+        return f"{len(choices)} {count} (1 to {LIMITS[count]} allowed)"
+    for choice in choices:
+        if not 0 < len(choice.get("title") or "") <= LIMITS[title]:
+            return f"the title {choice.get('title')!r} must have 1 to {LIMITS[title]} characters"
+        if not 0 < len(choice.get("id") or "") <= LIMITS[ident]:
+            return f"the id {choice.get('id')!r} must have 1 to {LIMITS[ident]} characters"
+    if len({choice["id"] for choice in choices}) != len(choices):
+        return "two choices have the same id"
+    return None
 
 
 def _contact(body: dict) -> dict:

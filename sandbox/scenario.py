@@ -2,7 +2,9 @@
 
 A `Player` sends every step through opsbot's real HTTP endpoints — signed WhatsApp webhooks,
 signed Slack requests, Telegram updates with the secret — presses the buttons of the cards the
-fake Slack and Telegram received, and waits for the database to show each step's effect.
+fake Slack and Telegram received (and a customer the reply buttons of the last interactive
+WhatsApp message the fake Graph received for them), and waits for the database to show each
+step's effect.
 """
 
 import re
@@ -17,6 +19,7 @@ from ruamel.yaml import YAML
 from sqlalchemy import func, select
 
 from rules import Agent, RulesConfig
+from sandbox.graph import FakeGraph
 from sandbox.inbound import (
     Sender,
     slack_button,
@@ -76,6 +79,7 @@ def load_scenario(path: Path) -> Scenario:
 class Fakes:
     slack: FakeSlack
     telegram: FakeTelegram
+    graph: FakeGraph | None = None  # needed by the steps where a customer presses a button
 
 
 @dataclass
@@ -107,9 +111,9 @@ class Player:
         # A customer answers what they have read: a rating follows the question that asks it.
         self._wait(lambda s: not _owed_to(s, spec.phone),
                    f"opsbot's messages to {spec.name} to go out", timeout=5, fail=False)
-        body = whatsapp_message(
-            wa_id=spec.phone, name=spec.name, message=_message_part(step), phone_id=self.phone_id
-        )
+        part = self._choice(spec, step) if "press" in step else _message_part(step)
+        body = whatsapp_message(wa_id=spec.phone, name=spec.name, message=part,
+                                phone_id=self.phone_id)
         wamid = body["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
         self._post_whatsapp(body)
         if "task" in step:
@@ -122,6 +126,23 @@ class Player:
             )
         else:
             self._wait(lambda s: _processed(s, wamid), f"{spec.name}'s message to be processed")
+
+    def _choice(self, spec: CustomerSpec, step: dict) -> dict:
+        """The message part of the customer's press on the button titled `step["press"]` of
+        the last interactive message the fake Graph received for them."""
+        graph, title = self.fakes.graph, step["press"]
+        if graph is None:
+            raise ScenarioFailed("a customer presses a WhatsApp button: give Fakes the graph")
+
+        def find(_s):
+            sent = [m for m in graph.sent_messages()
+                    if m.get("to") == spec.phone and m.get("type") == "interactive"]
+            return _reply_choice(sent[-1], title) if sent else None
+
+        choice = self._wait(find, f"a WhatsApp message to {spec.name} with a «{title}» button",
+                            timeout=float(step.get("within", 20)))
+        self.narrate(f"{spec.name} presses «{title}» on WhatsApp")
+        return {"type": "interactive", "interactive": choice}
 
     def _redeliver(self, step: dict) -> None:
         task = f"T-{self.tasks[step['redeliver']]}"
@@ -288,6 +309,20 @@ def _message_part(step: dict) -> dict:
         part["referral"] = {"source_type": "ad", "source_url": "https://fb.me/sandbox",
                             "body": step["text"], **step["referral"]}
     return part
+
+
+def _reply_choice(message: dict, title: str) -> dict | None:
+    """The `interactive` part of a customer's answer choosing `title` among the reply buttons
+    (or list rows) of `message`, or None when it has no such choice."""
+    interactive = message.get("interactive") or {}
+    action = interactive.get("action") or {}
+    if interactive.get("type") == "button":
+        kind, choices = "button_reply", [b.get("reply") or {} for b in action.get("buttons", [])]
+    else:
+        kind = "list_reply"
+        choices = [row for section in action.get("sections", []) for row in section["rows"]]
+    found = next((c for c in choices if c.get("title") == title), None)
+    return {"type": kind, kind: {"id": found["id"], "title": title}} if found else None
 
 
 def _owed_to(session, wa_id: str) -> bool:

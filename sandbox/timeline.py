@@ -229,6 +229,10 @@ def _detail_phrase(key: str, details: dict[str, Any], config: RulesConfig) -> st
         return f"{value} % of the {deadline.replace('_', ' ')} time"
     if key == "rating":
         return f"{value} of 5"
+    if key == "by":  # a survey's answer: a button, or a text rating
+        return f"answered the survey by {value}"
+    if key == "survey_comment":
+        return "a comment on the survey"
     if key == "agent" and "after_seconds" in details:
         agent = config.agent(str(value))
         return f"{agent.name if agent else value} did not accept in {details['after_seconds']} s"
@@ -242,9 +246,21 @@ def _graph_entry(record: Recorded) -> Entry | None:
     body = record.json or {}
     if not (record.method == "POST" and record.status == 200 and "type" in body):
         return None
-    text = (body.get("text") or {}).get("body") or body.get("template", {}).get("name", "")
+    interactive = body.get("interactive") or {}
+    text = ((body.get("text") or {}).get("body") or (interactive.get("body") or {}).get("text")
+            or body.get("template", {}).get("name", ""))
     kind = "template" if body.get("type") == "template" else body.get("type", "")
-    return Entry(record.at, f"WhatsApp → {body.get('to', '?')}", f"{kind}: «{_flat(text)}»")
+    return Entry(record.at, f"WhatsApp → {body.get('to', '?')}",
+                 f"{kind}: «{_flat(text)}»{_choices(interactive)}")
+
+
+def _choices(interactive: dict[str, Any]) -> str:
+    """The reply buttons (or list rows) of an interactive message, as `[title]`s."""
+    action = interactive.get("action") or {}
+    titles = [(b.get("reply") or {}).get("title") for b in action.get("buttons") or []]
+    titles += [row.get("title") for section in action.get("sections") or []
+               for row in section.get("rows") or []]
+    return "".join(f" [{title}]" for title in titles)
 
 
 def _slack_entry(record: Recorded, names: dict[str, str]) -> Entry | None:

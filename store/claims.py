@@ -9,11 +9,12 @@ sweeper releases the rows of a job that is gone.
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import EventStatus, InboundEvent, OutboxMessage, OutboxStatus
 from store.timers import has_timers_to_schedule
+from store.types import utcnow
 
 Claimable = type[InboundEvent] | type[OutboxMessage]
 _PENDING = {InboundEvent: EventStatus.PENDING, OutboxMessage: OutboxStatus.PENDING}
@@ -22,10 +23,11 @@ _PENDING = {InboundEvent: EventStatus.PENDING, OutboxMessage: OutboxStatus.PENDI
 def claim_pending(session: Session, model: Claimable, *, owner: str, limit: int,
                   now: datetime) -> list[int]:
     """Claims up to `limit` pending rows that nobody holds (or that `owner` held before it
-    was restarted), oldest first; returns their ids in that order."""
+    was restarted) and that are due at `now`, oldest first; returns their ids in that
+    order."""
     free = or_(model.dispatched_at.is_(None), model.claimed_by == owner)
     ids = list(session.scalars(
-        select(model.id).where(model.status == _PENDING[model], free)
+        select(model.id).where(model.status == _PENDING[model], free, *_due(model, now))
         .order_by(model.id).limit(limit).with_for_update(skip_locked=True)
     ))
     if ids:
@@ -69,10 +71,20 @@ def release(session: Session, model: Claimable, ids: Sequence[int], *,
     )
 
 
-def has_free(session: Session, model: Claimable) -> bool:
-    """Whether some pending row waits for a claim."""
-    query = select(model.id).where(model.status == _PENDING[model], model.dispatched_at.is_(None))
+def has_free(session: Session, model: Claimable, *, now: datetime | None = None) -> bool:
+    """Whether some pending row that is due at `now` (default: the present) waits for a
+    claim."""
+    query = select(model.id).where(model.status == _PENDING[model], model.dispatched_at.is_(None),
+                                   *_due(model, now or utcnow()))
     return session.scalar(query.limit(1)) is not None
+
+
+def _due(model: Claimable, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    # An outbox row may wait for a moment (a survey sent some minutes after the closing):
+    # it is not claimed before. The pending rows are few, found by the status index.
+    if model is not OutboxMessage:
+        return ()
+    return (or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),)
 
 
 def claim_outbox(session: Session, *, owner: str, limit: int,

@@ -26,8 +26,10 @@ def add_outbox_message(
     agent_id: str | None = None,
     contact_id: int | None = None,
     new_key: bool = False,
+    not_before: datetime | None = None,
 ) -> OutboxMessage | None:
-    """Queues a delivery once per `dedupe_key`; returns None when it was already queued.
+    """Queues a delivery once per `dedupe_key`, to be sent at `not_before` at the earliest
+    (None: at once); returns None when it was already queued.
 
     The key makes re-runs of a job (a reminder, a processed message) harmless. `new_key`
     says that no row can have the key (it names a task or a message created in this
@@ -40,7 +42,7 @@ def add_outbox_message(
         "dedupe_key": dedupe_key, "channel": channel, "kind": kind,
         "payload": personal(payload, _data_key(session, contact_id, task_id)),
         "task_id": task_id, "agent_id": agent_id, "contact_id": contact_id,
-        "status": OutboxStatus.PENDING,
+        "status": OutboxStatus.PENDING, "next_attempt_at": not_before,
     })
 
 

@@ -79,8 +79,8 @@ def run_demo(scenario_path: Path, *, echo: Callable[[str], None] = echo_now,
         echo(f"\nTimeline (times in {config.timezone})\n--------")
         timeline = sandbox_timeline(db, config, graph, slack, telegram)
         with streaming(timeline, echo, tz=config.tz):
-            player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram), db, config,
-                            PHONE_ID, narrate=lambda line: timeline.add(
+            player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram, graph), db,
+                            config, PHONE_ID, narrate=lambda line: timeline.add(
                                 Entry(datetime.now(UTC), "scenario", line)))
             player.play()
             settle(db)

@@ -14,6 +14,14 @@ from sqlalchemy.orm import Session
 
 from bot.usecases.assignment import assign_task, notify_agent
 from bot.usecases.lateness import check_arrival, mark_arrived_late
+from bot.usecases.surveys import (
+    answer_by_text,
+    rated_details,
+    read_button_answer,
+    record_button_answer,
+    take_comment,
+    thank,
+)
 from bot.whatsapp.parsing import DeliveryStatus, InboundMessage
 from notifiers.texts import echo, fit_whatsapp
 from rules import (
@@ -49,7 +57,8 @@ class MessageOutcome(StrEnum):
 
     DUPLICATE = "duplicate"  # seen before: nothing done
     THREADED = "threaded"  # added to the customer's open task
-    RATED = "rated"  # a satisfaction rating of the last task
+    RATED = "rated"  # a satisfaction rating: a survey button, or a text after the closing
+    COMMENTED = "commented"  # a comment on the survey the customer just answered
     REOPENED = "reopened"  # reopened the customer's recently closed task
     RECORDED = "recorded"  # ignored, or a reaction: kept (on a recently closed task, not reopened)
     CREATED = "created"  # a new task
@@ -58,7 +67,8 @@ class MessageOutcome(StrEnum):
 def apply_message(session: Session, *, config: RulesConfig, message: InboundMessage,
                   now: datetime) -> MessageOutcome:
     """Records the message and acts on it; returns what happened. A message whose fate the
-    rules decided (a new task, ignored, a reopening) records that decision for replay."""
+    rules decided (a new task, ignored, a reopening) records that decision for replay; the
+    answer to a satisfaction survey and its comment are no such decision."""
     contact, created = upsert_contact(session, wa_id=message.wa_id, user_id=message.user_id,
                                       name=message.name, now=message.at)
     # A customer created just now has no tasks: nothing to look up.
@@ -69,6 +79,18 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
         task_id=tasks.open.id if tasks.open is not None else None)  # threaded below
     if stored is None:
         return MessageOutcome.DUPLICATE
+    answer = (read_button_answer(session, message=message, contact=contact)
+              if message.button_payload and not created else None)
+    if answer is not None:  # on the rated task, whether it is open, closed or older
+        note_inbound(contact, at=message.at, phone_id=message.phone_id)
+        record_button_answer(session, config=config, answer=answer, stored=stored,
+                             contact=contact, at=message.at, now=now)
+        return MessageOutcome.RATED
+    return _act(session, config, message, contact, tasks, stored, now)
+
+
+def _act(session: Session, config: RulesConfig, message: InboundMessage, contact: Contact,
+         tasks: CustomerTasks, stored: Message, now: datetime) -> MessageOutcome:
     facts = _Facts(message.facts(), _contact_facts(contact),
                    _history(contact, tasks, message.at), at=message.at)
     decision = evaluate(config, message=facts.message, contact=facts.contact,
@@ -79,11 +101,9 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
         _thread(session, config, tasks.open, stored, contact, now)
         return MessageOutcome.THREADED
     task = _reopenable(config, tasks.last, message.at)
-    # A rating first: "5" or "⭐⭐⭐" answers "how did we do?" even where a rule ignores it.
-    rating = read_rating(stored.text or "") if message.type != "reaction" else None
-    if task is not None and rating is not None and task.rating is None:
-        _rate(session, task, stored, contact, rating, now)
-        return MessageOutcome.RATED
+    answered = _answered(session, config, message, tasks.last, task, stored, contact, now)
+    if answered is not None:
+        return answered
     if message.type == "reaction" or decision.ignore:
         _keep_on_closed(session, task, stored, contact, now)
         if message.type != "reaction":
@@ -95,6 +115,21 @@ def apply_message(session: Session, *, config: RulesConfig, message: InboundMess
         return MessageOutcome.REOPENED
     _open_task(session, config, facts, decision, stored, contact, message, now)
     return MessageOutcome.CREATED
+
+
+def _answered(session: Session, config: RulesConfig, message: InboundMessage, last: Task | None,
+              task: Task | None, stored: Message, contact: Contact,
+              now: datetime) -> MessageOutcome | None:
+    # A rating first: "5" or "⭐⭐⭐" answers "how did we do?" even where a rule ignores it.
+    rating = read_rating(stored.text or "") if message.type != "reaction" else None
+    if task is not None and rating is not None and task.rating is None:
+        _rate(session, config, task, stored, contact, rating, message.at, now)
+        return MessageOutcome.RATED
+    # Then a comment on a survey just answered: the customer explains, asks for nothing new.
+    if last is not None and take_comment(session, config=config, message=message,
+                                         stored=stored, contact=contact, now=now):
+        return MessageOutcome.COMMENTED
+    return None
 
 
 @dataclass(frozen=True)
@@ -192,13 +227,17 @@ def read_rating(text: str) -> int | None:
     return int(match.group(1)) if match.group(1) else match.group(2).count("⭐")
 
 
-def _rate(session: Session, task: Task, stored: Message, contact: Contact, rating: int,
-          now: datetime) -> None:
-    # A lone 1-5 right after a closing asks for nothing new: it answers "how did we do?".
+def _rate(session: Session, config: RulesConfig, task: Task, stored: Message, contact: Contact,
+          rating: int, at: datetime, now: datetime) -> None:
+    # A lone 1-5 right after a closing asks for nothing new: it answers "how did we do?" (and
+    # the task's survey, sent or still to send).
     stored.task_id = task.id
     task.rating = rating
+    survey = answer_by_text(session, config=config, task=task, score=rating, at=at)
     record_event(session, task=task, actor=customer_actor(contact.id).label, action=Audit.RATED,
-                 details={"rating": rating, "message_id": stored.id}, at=now)
+                 details=rated_details(survey, stored, rating), at=now)
+    if survey is not None:
+        thank(session, config=config, survey=survey, task=task, contact=contact)
 
 
 def _reopen(session: Session, config: RulesConfig, task: Task, stored: Message,

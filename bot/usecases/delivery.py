@@ -7,8 +7,10 @@ once after the commit (`send_claimed`) and records what happened in its next tra
 429 Retry-After waited out), then by the job's retry policy (it raises); after `RETRY`'s
 runs, or at once for a permanent refusal, an agent notification falls back to the agent's
 other channel, else it is marked failed with a `delivery_failed` audit event. A row already
-sent is left alone. Nothing here talks to Redis: the worker enqueues the jobs these
-functions hand rows to.
+sent is left alone. A `survey` row is sent by `bot.usecases.surveys.send_survey`; one it
+skips (nothing to send, the survey says why) is done like a sent row, and a refused one is
+noted on its survey instead of being reported to the agent. Nothing here talks to Redis: the
+worker enqueues the jobs these functions hand rows to.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 from bot.core import tunables
 from bot.core.jobs import RETRY, outbox_job_id
 from bot.core.media_links import MediaLinks
+from bot.usecases.surveys import send_survey
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.channels import CardRef, ChannelSender
 from notifiers.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -36,8 +39,9 @@ from store.claims import hand_over
 from store.contacts import reply_window_closes
 from store.db import Database
 from store.events import Audit, record_event
-from store.models import Contact, Message, OutboxMessage, OutboxStatus, Task
+from store.models import Contact, Message, OutboxMessage, OutboxStatus, SurveyStatus, Task
 from store.outbox import CUSTOMER_CHANNEL, mark_outbox_sent
+from store.surveys import SURVEY_KIND, mark_survey_unsent
 from store.tasks import record_first_response
 from store.types import utcnow
 
@@ -176,8 +180,10 @@ def _send_once(db: Database, outlets: Outlets,
     return ref.chat, ref.message
 
 
-def _whatsapp(db: Database, outlets: Outlets, row: OutboxMessage) -> str:
+def _whatsapp(db: Database, outlets: Outlets, row: OutboxMessage) -> str | None:
     try:
+        if row.kind == SURVEY_KIND:  # None: skipped (the survey says why), the row is done
+            return send_survey(db, outlets.whatsapp, outlets.config, row)
         return send_customer_message(db, outlets, row)
     except DeliveryError:
         raise  # the sender already said whether a retry can help
@@ -337,12 +343,23 @@ def _fall_back(db: Database, outlets: Outlets, outbox_id: int, error: Exception)
             row.channel, row.attempts = fallback, 0
         else:
             row.status = OutboxStatus.FAILED
-            if row.channel == CUSTOMER_CHANNEL and task is not None and task.assignee_id:
-                _tell_assignee(session, outlets.config, task, row, error)
+            _customer_failed(session, outlets.config, task, row, error)
     if fallback is None:
         return Delivered(DeliveryOutcome.FAILED)
     then = deliver_outbox(db, outlets, outbox_id)
     return Delivered(then.outcome, (fallback, *then.fell_back_to), then.retry_at)
+
+
+def _customer_failed(session: Session, config: RulesConfig, task: Task | None,
+                     row: OutboxMessage, error: Exception) -> None:
+    """A refused survey is noted on it (the agent has nothing to do about it); another
+    refused customer message goes to the task's assignee as a card."""
+    if row.channel != CUSTOMER_CHANNEL or task is None:
+        return
+    if row.kind == SURVEY_KIND:
+        mark_survey_unsent(session, task_id=task.id, status=SurveyStatus.FAILED, note=str(error))
+    elif task.assignee_id:
+        _tell_assignee(session, config, task, row, error)
 
 
 def _next_channel(row: OutboxMessage) -> str | None:

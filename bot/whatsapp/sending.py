@@ -1,14 +1,16 @@
-"""Sending to customers on WhatsApp through pywa: free text, or an approved template for a
-customer outside the 24-hour customer-service window (the caller decides which)."""
+"""Sending to customers on WhatsApp through pywa: free text or reply buttons, or an approved
+template for a customer outside the 24-hour customer-service window (the caller decides
+which)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
 from pywa import WhatsApp
 from pywa.errors import ThrottlingError, WhatsAppError
-from pywa.types.templates import BodyText, TemplateLanguage
+from pywa.types import Button, Section, SectionList, SectionRow
+from pywa.types.templates import BodyText, QuickReplyButton, TemplateLanguage
 from pywa.utils import UserIdentifier
 
 from bot.whatsapp.graph_transport import pywa_http_client
@@ -41,6 +43,34 @@ class WhatsAppSender:
         language = TemplateLanguage(language or template.language)
         return self._call(lambda wa: wa.send_template(
             to=to, name=template.name, language=language, params=[BodyText.params(text)],
+            sender=sender).id)
+
+    def send_buttons(self, *, to: str, text: str, choices: Sequence[tuple[str, str]],
+                     sender: str | None = None) -> str:
+        """Sends `text` with a reply button per (payload, title) choice (three at most);
+        returns the wamid."""
+        buttons = [Button(title=title, callback_data=data) for data, title in choices]
+        return self._call(lambda wa: wa.send_message(to=to, text=text, buttons=buttons,
+                                                     sender=sender).id)
+
+    def send_list(self, *, to: str, text: str, button: str,
+                  choices: Sequence[tuple[str, str]], sender: str | None = None) -> str:
+        """Sends `text` with a list opened by `button`, a row per (payload, title) choice
+        (ten at most); returns the wamid."""
+        rows = [SectionRow(title=title, callback_data=data) for data, title in choices]
+        choices_list = SectionList(button_title=button, sections=[Section(title=button,
+                                                                           rows=rows)])
+        return self._call(lambda wa: wa.send_message(to=to, text=text, buttons=choices_list,
+                                                     sender=sender).id)
+
+    def send_quick_replies(self, *, to: str, template: TemplateRef, language: str,
+                           payloads: Sequence[str], sender: str | None = None) -> str:
+        """Sends `template` in `language`, its quick-reply buttons carrying `payloads` in
+        order; returns the wamid."""
+        params = [QuickReplyButton.params(callback_data=data, index=index)
+                  for index, data in enumerate(payloads)]
+        return self._call(lambda wa: wa.send_template(
+            to=to, name=template.name, language=TemplateLanguage(language), params=params,
             sender=sender).id)
 
     def download_media(self, media_id: str) -> tuple[bytes, str]:

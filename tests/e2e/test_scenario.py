@@ -22,7 +22,7 @@ from sandbox.stack import (
 )
 from sandbox.telegram import FakeTelegram
 from store.db import Database
-from store.models import OutboxMessage, Task, TaskEvent
+from store.models import OutboxMessage, Survey, Task, TaskEvent
 from tests.raw_database import stored_bytes
 
 pytestmark = pytest.mark.timeout(240)
@@ -47,8 +47,8 @@ def played(database_url, redis_url, tmp_path):
                      ready_url=f"http://127.0.0.1:{port}/readyz"):
             db = Database(database_url)
             seed_customers(db, scenario)
-            player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram), db, config,
-                            PHONE_ID, narrate=lambda line: None)
+            player = Player(scenario, sandbox_sender(port), Fakes(slack, telegram, graph), db,
+                            config, PHONE_ID, narrate=lambda line: None)
             player.play()
             verify = {"hub.mode": "subscribe", "hub.verify_token": env["WHATSAPP_VERIFY_TOKEN"],
                       "hub.challenge": "42"}
@@ -93,10 +93,12 @@ def test_demo_scenario_end_to_end(played, tmp_path):
     assert campaign["reminder"] >= 1 and campaign["accept"] == 1
 
     # What each customer received on WhatsApp: content, recipient, and nothing twice.
-    received = [(m["to"], m["text"]["body"]) for m in graph.sent_messages()]
+    received = [(m["to"], m["text"]["body"]) for m in graph.sent_messages()
+                if m["type"] == "text"]
     assert len(received) == len(set(received))
     by_customer = Counter(to for to, _ in received)
-    assert by_customer == {"34611000001": 3, "447700900002": 3, "34611000003": 3,
+    # Lucía and Carmen also got the survey's thanks.
+    assert by_customer == {"34611000001": 4, "447700900002": 3, "34611000003": 4,
                            "447700900004": 1}
     texts = dict(Counter(received))
     assert ("34611000001", "¡Sí! Nos quedan 3 en talla M. ¿Te la reservo?") in texts
@@ -106,9 +108,12 @@ def test_demo_scenario_end_to_end(played, tmp_path):
     assert ("34611000003", "Hola Carmen, hemos cerrado la solicitud #3. ¿Qué tal te hemos "
             "atendido? Responde con un número del 1 al 5.") in texts
     assert tasks[t["envio"]].rating == 5
+    assert_surveys(db, t, graph)
 
-    # Every notification was delivered exactly once, to the agent it was meant for.
-    assert all(row.status == "sent" and row.provider_message_id for row in outbox)
+    # Every notification was delivered exactly once, to the agent it was meant for (a
+    # survey answered by text before it was due is done without a send).
+    assert all(row.status == "sent" and row.provider_message_id for row in outbox
+               if row.kind != "survey")
     slack_rows = [row for row in outbox if row.channel == "slack"]
     slack_calls = [r for r in slack.requests
                    if r.name in ("chat.postMessage", "chat.update") and r.status == 200]
@@ -123,6 +128,23 @@ def test_demo_scenario_end_to_end(played, tmp_path):
     assert buttons[:2] == ["Accept", "Decline"]
     javier_cards = [m for m in telegram.sent_messages(100000003) if "reply_markup" in m]
     assert any("T-2" in m["text"] for m in javier_cards)
+
+
+def assert_surveys(db, t: dict[str, int], graph) -> None:
+    """Lucía answered her survey with a button, then commented; Carmen's "5" answered hers
+    (sent or not yet); John's went out in English and waits for his answer."""
+    with db.transaction() as session:
+        surveys = {survey.task_id: survey for survey in session.scalars(select(Survey))}
+        rating = session.get(Task, t["chaqueta"]).rating
+    lucia, carmen, john = (surveys[t[alias]] for alias in ("chaqueta", "envio", "cafetera"))
+    assert (lucia.status, lucia.via, lucia.answered_by, lucia.score, lucia.good, rating) == (
+        "answered", "interactive", "button", 5, True, 5)
+    assert lucia.comment == "Muy rápidos y amables, ¡gracias!"
+    assert (carmen.status, carmen.answered_by, carmen.score) == ("answered", "text", 5)
+    assert (john.status, john.via, john.language) == ("sent", "interactive", "en")
+    questions = [m for m in graph.sent_messages() if m["type"] == "interactive"]
+    assert {m["interactive"]["body"]["text"] for m in questions} >= {
+        "¿Qué tal te atendimos?", "How did we do?"}
 
 
 def assert_nothing_of_the_customers_in_clear(scenario, url: str) -> None:
