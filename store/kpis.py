@@ -8,6 +8,9 @@ its SLA outcome, and from the facts store.events keeps on the task as events are
 whether it was automated and the rating that counts); they are bucketed here, the same on
 SQLite and PostgreSQL. No audit event is read, but for the few tasks rated again after a
 period in the past, and those reopened (their open spans are replayed).
+
+Ratings and surveys are counted by store.satisfaction (one more grouped query for the
+surveys); the period, filters and bars are store.figures', imported here for the callers.
 """
 
 import re
@@ -24,22 +27,22 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from store.events import Audit
+from store.figures import Bar, KpiFilters, Period, task_conditions
 from store.models import OPEN_STATUSES, Task, TaskEvent
-from store.reports import (
-    RATING_SCALE,
-    UNASSIGNED,
-    SlaOutcome,
-    TaskRow,
-    duration_stats,
-    sla_share,
+from store.reports import SlaOutcome, TaskRow, duration_stats, sla_share
+from store.satisfaction import (
+    CsatFigure,
+    SurveyFigures,
+    csat_figure,
+    rating_that_counts,
+    settle_ratings,
+    survey_figures,
 )
 from store.types import UTCDateTime
 
 PERIOD_HELP = "write today, 7d or 30d, or give the first and last day (YYYY-MM-DD)"
 _RELATIVE_DAYS = re.compile(r"^\s*(\d{1,4})d\s*$", re.IGNORECASE)
 WEEKLY_AFTER_DAYS = 31  # a longer period plots its SLA share per ISO week: days get unreadable
-GOOD_RATING = 4  # CSAT counts ratings of 4 and 5 as satisfied (the usual top-two-box)
 FIRST_RESPONSE_BUCKETS = (  # key, label, upper bound in seconds (exclusive)
     ("lt5m", "< 5 min", 5 * 60), ("5-15m", "5–15 min", 15 * 60),
     ("15-30m", "15–30 min", 30 * 60), ("30-60m", "30–60 min", 3600),
@@ -51,31 +54,11 @@ _BOUNDS = [bound for _key, _label, bound in FIRST_RESPONSE_BUCKETS if bound is n
 
 
 @dataclass(frozen=True)
-class Period:
-    since: datetime  # UTC, included
-    until: datetime  # UTC, included
-
-
-@dataclass(frozen=True)
-class KpiFilters:
-    team: str | None = None
-    agent: str | None = None  # an assignee id, or reports.UNASSIGNED
-    category: str | None = None
-
-
-@dataclass(frozen=True)
 class KpiTask(TaskRow):
     """A task as the KPIs read it: reports.TaskRow and what the console adds."""
 
     priority: str = ""
     sla_started_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Bar:
-    key: str  # for list_kpi_tasks
-    label: str
-    count: int
 
 
 @dataclass(frozen=True)
@@ -115,15 +98,6 @@ class VolumeFigure:
 
 
 @dataclass(frozen=True)
-class CsatFigure:
-    answered: int
-    distribution: list[Bar]  # key "1" … "5"
-    csat_percent: float | None
-    mean: float | None
-    explain: str
-
-
-@dataclass(frozen=True)
 class HoursSaved:
     automated: int
     created: int
@@ -142,6 +116,7 @@ class Kpis:
     volume: VolumeFigure
     csat: CsatFigure
     hours_saved: HoursSaved
+    surveys: SurveyFigures
 
 
 def period_from(text: str, *, now: datetime, tz: str, start: date | str | None = None,
@@ -294,19 +269,6 @@ class _Facts:
 _LIST_COLUMNS = tuple(getattr(Task, field.name) for field in fields(KpiTask))  # in its order
 
 
-def _filtered(filters: KpiFilters) -> list:
-    conditions = []
-    if filters.team:
-        conditions.append(Task.team == filters.team)
-    if filters.category:
-        conditions.append(Task.category == filters.category)
-    if filters.agent == UNASSIGNED:
-        conditions.append(Task.assignee_id.is_(None))
-    elif filters.agent:
-        conditions.append(Task.assignee_id == filters.agent)
-    return conditions
-
-
 def _deadline(done, due, at: Any) -> tuple:
     """reports._deadline_outcome in SQL: (breached, pending) of one due time."""
     breached = and_(due.is_not(None), or_(and_(done.is_not(None), done > due),
@@ -336,15 +298,6 @@ def _automated(until: Any) -> Any:
                     and_(accepted, Task.manual_step_at >= Task.first_accepted_at)))
 
 
-def _rating(since: Any, until: Any, cohort: Any) -> Any:
-    """reports' satisfaction: the latest `rated` event in the period counts; a task of the
-    period never rated by an event counts its stored rating. A task rated again after the
-    period is settled from its events (_late_ratings)."""
-    rated_later = or_(Task.last_rated_at.is_(None), Task.last_rated_at > until)
-    return case((Task.last_rated_at.between(since, until), Task.last_rating),
-                (and_(cohort, rated_later), Task.rating), else_=None)
-
-
 def _inline(instant: datetime) -> Any:
     """`instant` written into the statement, not bound: PostgreSQL plans a statement run
     often (psycopg prepares it) once for any bounds, and that plan read the period's tasks
@@ -367,13 +320,15 @@ def _load_facts(session: Session, period: Period, filters: KpiFilters, tz: str,
     query = select(Task.id, _Epoch(Task.created_at), _Micros(Task.created_at,
                                                              Task.first_response_at),
                    _Epoch(Task.resolved_at), replay, cohort, _sla_outcome(_inline(at)),
-                   _automated(until), _rating(since, until, cohort))
-    tasks = [tuple(row) for row in session.execute(query.where(touching, *_filtered(filters)))]
+                   _automated(until), rating_that_counts(since, until, cohort))
+    tasks = [tuple(row) for row in session.execute(query.where(touching,
+                                                               *task_conditions(filters)))]
     weekly = period.until - period.since > timedelta(days=WEEKLY_AFTER_DAYS)
     return _Facts(period=period, clock=_LocalClock(ZoneInfo(tz)), at=at, weekly=weekly,
                   tasks=tasks, cohort=[task for task in tasks if task[_COHORT]],
                   open_spans=_open_spans(session, tasks, period.until),
-                  ratings=_ratings(session, period, filters, tasks))
+                  ratings=settle_ratings(session, period=period, filters=filters, counted={
+                      task[_ID]: task[_RATING] for task in tasks if task[_RATING] is not None}))
 
 
 def _open_spans(session: Session, tasks: Sequence[_Fact],
@@ -402,49 +357,20 @@ def _replayed(changes: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, i
     return spans + [(task_id, since, None) for task_id, since in opened.items()]
 
 
-def _ratings(session: Session, period: Period, filters: KpiFilters,
-             tasks: Sequence[_Fact]) -> dict[int, int]:
-    """The rating that counts per task (see _rating), those of 1-5."""
-    ratings = {task[_ID]: task[_RATING] for task in tasks if task[_RATING] is not None}
-    for task_id, (rated, latest) in _late_ratings(session, period, filters).items():
-        if rated:  # by an event by the period's end: not the stored rating
-            ratings.pop(task_id, None)
-        if latest is not None:
-            ratings[task_id] = latest
-    return {task_id: rating for task_id, rating in ratings.items()
-            if type(rating) is int and rating in RATING_SCALE}
-
-
-def _late_ratings(session: Session, period: Period,
-                  filters: KpiFilters) -> dict[int, tuple[bool, Any]]:
-    """Of the tasks rated again after the period (only a period in the past has any): per
-    task, whether it was rated by the period's end and its latest rating in the period."""
-    late = list(session.scalars(select(Task.id).where(
-        Task.last_rated_at > period.until, Task.created_at <= period.until, *_filtered(filters))))
-    if not late:
-        return {}
-    query = (select(TaskEvent.task_id, TaskEvent.details, TaskEvent.at)
-             .where(TaskEvent.action == Audit.RATED, TaskEvent.task_id.in_(late),
-                    TaskEvent.at <= period.until).order_by(TaskEvent.at, TaskEvent.id))
-    found: dict[int, tuple[bool, Any]] = {task_id: (False, None) for task_id in late}
-    for task_id, details, at in session.execute(query):
-        latest = (details or {}).get("rating") if at >= period.since else found[task_id][1]
-        found[task_id] = (True, latest)
-    return found
-
-
 # --- figures ----------------------------------------------------------------------------------
 
 
 def compute_kpis(session: Session, *, period: Period, filters: KpiFilters, tz: str,
                  minutes_saved_per_task: float, now: datetime) -> Kpis:
     """The console's KPI figures of the tasks passing `filters` in `period`; days and hours
-    in the business timezone `tz`."""
+    in the business timezone `tz`; the surveys' figures as store.satisfaction counts them."""
     facts = _load_facts(session, period, filters, tz, now)
+    so_far = Period(period.since, facts.at)  # an answer still to come is not one yet
     return Kpis(period=period, created=len(facts.cohort),
                 first_response=_first_response(facts), sla=_sla(facts),
-                backlog=_backlog(facts), volume=_volume(facts), csat=_csat(facts),
-                hours_saved=_hours_saved(facts, minutes_saved_per_task))
+                backlog=_backlog(facts), volume=_volume(facts), csat=csat_figure(facts.ratings),
+                hours_saved=_hours_saved(facts, minutes_saved_per_task),
+                surveys=survey_figures(session, period=so_far, filters=filters))
 
 
 _BOUNDS_US = [bound * 1_000_000 for bound in _BOUNDS]
@@ -528,18 +454,6 @@ def _volume(facts: _Facts) -> VolumeFigure:
                         "Tasks created in the period by hour of the day (business timezone).")
 
 
-def _csat(facts: _Facts) -> CsatFigure:
-    counts = Counter(facts.ratings.values())
-    answered = sum(counts.values())
-    good = sum(counts[score] for score in RATING_SCALE if score >= GOOD_RATING)
-    mean = sum(facts.ratings.values()) / answered if answered else None
-    return CsatFigure(answered, [Bar(str(score), f"{score}★", counts[score])
-                                 for score in RATING_SCALE],
-                      100 * good / answered if answered else None, mean,
-                      f"Ratings (1–5) given in the period; CSAT % = ratings of {GOOD_RATING} "
-                      "or 5 / ratings answered; a task rated twice counts its latest rating.")
-
-
 def _hours_saved(facts: _Facts, minutes_per_task: float) -> HoursSaved:
     automated = sum(1 for task in facts.cohort if task[_AUTOMATED])
     return HoursSaved(automated, len(facts.cohort), minutes_per_task,
@@ -609,7 +523,7 @@ def kpi_csv_rows(session: Session, *, period: Period, filters: KpiFilters, tz: s
     since, until = _inline(period.since), _inline(period.until)
     query = (select(*_LIST_COLUMNS, _sla_outcome(_inline(min(period.until, now))),
                     _automated(until))
-             .where(Task.created_at.between(since, until), *_filtered(filters))
+             .where(Task.created_at.between(since, until), *task_conditions(filters))
              .order_by(Task.created_at, Task.id))
     for *columns, outcome, automated in session.execute(query):
         task = KpiTask(*columns)

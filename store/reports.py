@@ -19,12 +19,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from store.events import Audit
+from store.figures import NO_TEAM, RATING_SCALE, UNASSIGNED, KpiFilters, Period
 from store.lifecycle import Action
 from store.models import OPEN_STATUSES, Task, TaskEvent
-
-NO_TEAM = "(no team)"
-UNASSIGNED = "(unassigned)"
-RATING_SCALE = range(1, 6)
+from store.satisfaction import GOOD_RATING, NO_SURVEYS, SurveyFigures, survey_figures
 
 
 @dataclass(frozen=True)
@@ -146,9 +144,12 @@ class Automation:
 
 @dataclass(frozen=True)
 class Satisfaction:
+    """The ratings (1–5) given in the window, with or without a survey."""
+
     count: int
     mean: float | None
     distribution: dict[int, int]
+    csat: float | None  # ratings of store.satisfaction.GOOD_RATING or more / ratings (0–1)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Report:
     agents: dict[str, AgentWork]
     automation: Automation
     satisfaction: Satisfaction
+    surveys: SurveyFigures  # response rate and CSAT of the surveys (store.satisfaction)
 
 
 _RELATIVE = re.compile(r"^\s*(\d{1,5})\s*([dh])\s*$", re.IGNORECASE)  # 5 digits: 273 years
@@ -196,11 +198,13 @@ def compute_report(
     since: datetime,
     until: datetime,
     minutes_per_task: float,
+    surveys: SurveyFigures = NO_SURVEYS,
 ) -> Report:
     """The KPIs of the window [since, until] (pure: no clock, no database).
 
     `tasks` must hold every task created in the window or open at `until`, `events` every
-    event up to `until` of those tasks and of any task with an event in the window.
+    event up to `until` of those tasks and of any task with an event in the window;
+    `surveys` are the window's survey figures, passed through (store.satisfaction).
     """
     ordered = sorted((e for e in events if e.at <= until), key=lambda e: (e.at, e.id))
     by_task: dict[int, list[EventRow]] = defaultdict(list)
@@ -224,6 +228,7 @@ def compute_report(
         agents=_agent_work(by_task, since),
         automation=_automation(automated, len(cohort), minutes_per_task),
         satisfaction=_satisfaction(cohort, ordered, since),
+        surveys=surveys,
     )
 
 
@@ -404,7 +409,9 @@ def _satisfaction(
             ratings[task.id] = task.rating
     valid = [r for r in ratings.values() if type(r) is int and r in RATING_SCALE]
     mean = statistics.fmean(valid) if valid else None
-    return Satisfaction(len(valid), mean, {score: valid.count(score) for score in RATING_SCALE})
+    good = sum(1 for rating in valid if rating >= GOOD_RATING)
+    return Satisfaction(len(valid), mean, {score: valid.count(score) for score in RATING_SCALE},
+                        good / len(valid) if valid else None)
 
 
 _TASK_COLUMNS = (
@@ -446,10 +453,13 @@ def load_report_rows(
 def build_report(
     session: Session, *, since: datetime, until: datetime, minutes_per_task: float
 ) -> Report:
-    """Loads the rows of the window and computes its KPIs."""
+    """Loads the rows of the window and computes its KPIs, the surveys' of the whole
+    business (no filter) included."""
     tasks, events = load_report_rows(session, since=since, until=until)
+    surveys = survey_figures(session, period=Period(since, until), filters=KpiFilters())
     return compute_report(
-        tasks, events, since=since, until=until, minutes_per_task=minutes_per_task
+        tasks, events, since=since, until=until, minutes_per_task=minutes_per_task,
+        surveys=surveys,
     )
 
 

@@ -19,7 +19,9 @@ def show_report(
     since: Annotated[str, Query(max_length=40, description="7d, 24h or an ISO date (UTC).")]
     = "7d",
 ):
-    """KPIs of the window: volumes, response times, SLA, backlog, agents, automation."""
+    """KPIs of the window: volumes, response times, SLA, backlog, agents, automation,
+    ratings, and the surveys' response rate and CSAT (fractions 0–1, null when nothing was
+    sent or answered) overall and by agent, team and category."""
     services = services_of(request)
     now = utcnow()
     try:

@@ -19,6 +19,7 @@ from store.reports import (
     report_as_dict,
     report_start,
 )
+from store.satisfaction import SurveyRow
 from store.types import utcnow
 
 DEFAULT_MINUTES_PER_TASK = 5.0
@@ -46,7 +47,8 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """KPIs from the audit trail: volumes, response times, SLA, backlog, agents, automation."""
+    """KPIs from the audit trail: volumes, response times, SLA, backlog, agents, automation,
+    ratings, and the surveys' response rate and CSAT per agent, team and category."""
     now = utcnow()
     start = _since_option(since, now)
     settings = load_settings()
@@ -98,6 +100,7 @@ def render_report(report: Report) -> str:
         _agents_section(report),
         _automation_section(report),
         _satisfaction_section(report),
+        _surveys_section(report),
     ]
     return "\n\n".join(sections)
 
@@ -218,9 +221,33 @@ def _satisfaction_section(report: Report) -> str:
     if not rated.count:
         return "Satisfaction: no ratings yet"
     spread = "  ".join(f"{score}: {count}" for score, count in rated.distribution.items())
-    return _table(
-        [["Satisfaction", f"{rated.mean:.2f} / 5", f"{rated.count} ratings ({spread})"]], "lrl"
+    summary = f"{rated.count} ratings, CSAT {format_percent(rated.csat)} ({spread})"
+    return _table([["Satisfaction", f"{rated.mean:.2f} / 5", summary]], "lrl")
+
+
+def _surveys_section(report: Report) -> str:
+    surveys = report.surveys
+    if not surveys.overall.sent:
+        return "Surveys: none sent in this window"
+    rows = [["Surveys", "sent", "answered", "response rate", "CSAT"]]
+    rows.append(["  overall", *_survey_cells(surveys.overall)])
+    for label, groups in (
+        ("agent", surveys.by_agent),
+        ("team", surveys.by_team),
+        ("category", surveys.by_category),
+    ):
+        rows.extend([f"  {label} {row.name}", *_survey_cells(row)] for row in groups)
+    note = (
+        "of the surveys sent in the window (skipped and failed ones are not sent): response rate\n"
+        "= answered by its end / sent; CSAT = answers counted as satisfied / answers; agent,\n"
+        "team and category as they were when the task closed"
     )
+    return _table(rows) + "\n" + note
+
+
+def _survey_cells(row: SurveyRow) -> list[str]:
+    return [str(row.sent), str(row.answered), format_percent(row.response_rate),
+            format_percent(row.csat)]
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -1,5 +1,6 @@
-"""The KPIs: a period, filters, six figures with a one-line explanation each, the tasks
-behind any bar, and a CSV of the period's tasks.
+"""The KPIs: a period, filters, seven figures with a one-line explanation each (the
+surveys' response rate and CSAT as tables per agent, team and category), the tasks behind
+any bar, and a CSV of the period's tasks.
 
 The figures are plain tables that read without JavaScript; Chart.js draws them as plots from
 the same numbers (`kpis.html` embeds them as JSON). A viewer who is not an admin sees the
@@ -19,6 +20,7 @@ from bot.console.auth import Refused, Viewer, services_of, signed_in
 from bot.console.pages import render
 from rules.enums import Category
 from store.kpis import KpiFilters, Period, compute_kpis, kpi_csv_rows, list_kpi_tasks, period_from
+from store.satisfaction import SURVEYS_EXPLAIN
 from store.types import utcnow
 
 router = APIRouter()
@@ -84,7 +86,7 @@ def kpis_page(request: Request, viewer: Signed) -> Response:
     return render(request, "kpis.html", viewer=viewer, kpis=kpis, query=query,
                   periods=PERIODS, agents=sorted(a.id for a in config.agents),
                   categories=[category.value for category in Category],
-                  charts=_charts(kpis))
+                  charts=_charts(kpis), surveys_explain=SURVEYS_EXPLAIN)
 
 
 def _charts(kpis) -> dict:

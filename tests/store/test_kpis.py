@@ -87,6 +87,8 @@ def test_figures_agree_with_the_report(db, until):
         (day.date.isoformat(), day.open) for day in report.backlog.by_day]
     assert found.csat.answered == report.satisfaction.count
     assert found.csat.mean == report.satisfaction.mean
+    assert found.csat.csat_percent == (None if report.satisfaction.csat is None
+                                       else pytest.approx(100 * report.satisfaction.csat))
     assert {int(b.key): b.count for b in found.csat.distribution} == \
         report.satisfaction.distribution
     assert found.hours_saved.automated == report.automation.automated

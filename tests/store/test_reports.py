@@ -241,8 +241,9 @@ def test_report_on_a_constructed_history(db):
 
     # Ratings in the window: T-1 1, T-3 5, T-4 2, T-9 4 (latest), T-10 5 (Task.rating).
     rated = report.satisfaction
-    assert (rated.count, rated.mean) == (5, 17 / 5)
+    assert (rated.count, rated.mean, rated.csat) == (5, 17 / 5, 3 / 5)  # 5, 4, 5 are good
     assert rated.distribution == {1: 1, 2: 1, 3: 0, 4: 1, 5: 2}
+    assert report.surveys.overall.sent == 0 and report.surveys.by_agent == []  # none sent
 
 
 def test_report_as_json_data(db):
@@ -284,6 +285,8 @@ def test_report_of_an_empty_database(db):
     assert [day.open for day in report.backlog.by_day] == [0, 0, 0, 0]
     assert (report.automation.share, report.automation.hours_saved) == (None, 0)
     assert (report.satisfaction.count, report.satisfaction.mean) == (0, None)
+    assert report.satisfaction.csat is None
+    assert (report.surveys.overall.response_rate, report.surveys.overall.csat) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 from bot.core import tunables
 from store.events import record_event
 from store.lifecycle import SYSTEM
+from store.models import Survey, SurveyStatus
 from store.reports import build_report, report_as_dict
 from store.tasks import create_task, get_task
 from store.types import utcnow
@@ -89,6 +90,30 @@ def test_the_report_is_what_opsbot_report_prints(api):
     assert body["created"] == expected["created"] and body["created"]["total"] == 2
     assert_problem(api.call("GET", "/report", key, params={"since": "soon"}), 422)
     assert api.call("GET", "/report", key, params={"since": "2026-01-01"}).status_code == 200
+
+
+def test_the_report_has_the_surveys_response_rate_and_csat(api):
+    key = api.key("bi", scopes=["tasks:read"])
+    sent = utcnow() - timedelta(hours=2)
+    tasks = new_tasks(api, 3)
+    with api.db.transaction() as session:
+        for task_id, (agent, good) in zip(tasks, [("ana", True), ("ana", False), ("bob", None)],
+                                          strict=True):
+            answered = None if good is None else sent + timedelta(minutes=5)
+            session.add(Survey(task_id=task_id, agent_id=agent, team="sales",
+                               category="support", due_at=sent, sent_at=sent,
+                               status=SurveyStatus.ANSWERED if answered else SurveyStatus.SENT,
+                               answered_at=answered, good=good))
+    body = api.call("GET", "/report", key, params={"since": "1d"}).json()
+    assert body["surveys"]["overall"] == {"name": "all", "sent": 3, "answered": 2, "good": 1,
+                                          "response_rate": 2 / 3, "csat": 0.5}
+    assert [(row["name"], row["response_rate"], row["csat"])
+            for row in body["surveys"]["by_agent"]] == [("ana", 1.0, 0.5), ("bob", 0.0, None)]
+    assert body["surveys"]["by_team"][0]["sent"] == body["surveys"]["by_category"][0]["sent"]
+    assert body["satisfaction"]["csat"] is None  # no rating given
+    schemas = api.call("GET", "/openapi.json").json()["components"]["schemas"]
+    assert {"sent", "answered", "good", "response_rate", "csat"} <= set(
+        schemas["SurveyRow"]["properties"])
 
 
 def test_webhook_endpoints_are_added_and_listed(api):

@@ -10,6 +10,7 @@ from bot.cli import report as cli_report
 from bot.cli.report import format_seconds, parse_since
 from store.db import Database
 from tests.store.test_reports import NOW, build_history
+from tests.store.test_satisfaction import build_surveys
 
 runner = CliRunner()
 
@@ -23,17 +24,28 @@ minutes_saved_per_task: 12
 """
 
 
-@pytest.fixture
-def history(monkeypatch, database_url, tmp_path) -> str:
-    """The constructed history of tests/store/test_reports.py, with the clock at its NOW."""
+def constructed(monkeypatch, database_url, tmp_path, build) -> str:
+    """The database with what `build` writes, the clock at tests/store/test_reports.py's NOW."""
     database = Database(database_url)
     with database.transaction() as session:
-        build_history(session)
+        build(session)
     database.dispose()
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("RULES_PATH", str(tmp_path / "absent.yaml"))
     monkeypatch.setattr(cli_report, "utcnow", lambda: NOW)
     return database_url
+
+
+@pytest.fixture
+def history(monkeypatch, database_url, tmp_path) -> str:
+    """The constructed history of tests/store/test_reports.py."""
+    return constructed(monkeypatch, database_url, tmp_path, build_history)
+
+
+@pytest.fixture
+def surveys(monkeypatch, database_url, tmp_path) -> str:
+    """The surveys of tests/store/test_satisfaction.py."""
+    return constructed(monkeypatch, database_url, tmp_path, build_surveys)
 
 
 def test_json_report(history):
@@ -61,7 +73,8 @@ def test_json_report(history):
         "automated": 5, "created": 8, "share": 0.625, "minutes_per_task": 5.0,
         "hours_saved": 25 / 60,
     }  # fmt: skip
-    assert data["satisfaction"]["mean"] == 3.4
+    assert (data["satisfaction"]["mean"], data["satisfaction"]["csat"]) == (3.4, 0.6)
+    assert data["surveys"]["overall"]["sent"] == 0
 
 
 def test_human_report(history):
@@ -86,7 +99,9 @@ def test_human_report(history):
         "0.80",
         "h",
     ]
-    assert "Satisfaction  4.00 / 5  4 ratings" in text  # T-3's (rated in the window) 5, 2, 4, 5
+    # T-3's (rated in the window) 5, 2, 4, 5: three of 4 or more
+    assert "Satisfaction  4.00 / 5  4 ratings, CSAT 75.0 % (1: 0" in text
+    assert "Surveys: none sent in this window" in text
     assert "2026-11-20  5" in _line(lines, "2026-11-20")
 
 
@@ -119,7 +134,36 @@ def test_no_ratings_yet(monkeypatch, database_url, tmp_path):
     result = runner.invoke(app, ["report"])
     assert result.exit_code == 0, result.output
     assert "Satisfaction: no ratings yet" in result.stdout
+    assert "Surveys: none sent in this window" in result.stdout
     assert "Tasks per agent: none in this window" in result.stdout
+
+
+def test_survey_figures_as_json(surveys):
+    result = runner.invoke(app, ["report", "--since", "2026-11-17", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["surveys"]
+    # tests/store/test_satisfaction.py: S1-S6 sent in the window, S1 S2 S4 S6 answered by
+    # NOW, S1 S4 S6 good.
+    assert found["overall"] == {"name": "all", "sent": 6, "answered": 4, "good": 3,
+                                "response_rate": 4 / 6, "csat": 0.75}
+    assert found["by_agent"][1] == {"name": "ana", "sent": 3, "answered": 2, "good": 1,
+                                    "response_rate": 2 / 3, "csat": 0.5}
+    assert [(c["name"], c["csat"]) for c in found["by_category"]] == [
+        ("operations", 1.0), ("sales", None), ("support", 2 / 3)]
+
+
+def test_survey_figures_as_text(surveys):
+    result = runner.invoke(app, ["report", "--since", "2026-11-17"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\nSurveys ")[1].splitlines()  # the section's lines
+    assert lines[0].split() == ["sent", "answered", "response", "rate", "CSAT"]
+    assert _line(lines, "overall").split() == ["overall", "6", "4", "66.7", "%", "75.0", "%"]
+    assert _line(lines, "agent ana").split() == ["agent", "ana", "3", "2", "66.7", "%", "50.0",
+                                                 "%"]
+    assert _line(lines, "team (no team)").split()[-6:] == ["1", "1", "100.0", "%", "100.0", "%"]
+    assert _line(lines, "category sales").split() == ["category", "sales", "1", "0", "0.0", "%",
+                                                      "-"]
+    assert "answered by its end / sent" in result.stdout
 
 
 @pytest.mark.parametrize("value", ["7x", "yesterday", "0d", "2030-01-01", "-3d"])
