@@ -1,4 +1,5 @@
-"""`opsbot rules check|test`: validate rules.yaml and dry-run a message against it."""
+"""`opsbot rules check|test|replay`: validate rules.yaml, dry-run a message against it, and
+replay a candidate file on the recorded decisions."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
+from bot.cli.replay import read_thresholds, replay_csv, replay_lines
+from bot.cli.support import JsonFlag, load_settings, open_existing_database, print_json
+from bot.usecases.replay import Replay, replay_period, replay_rules
 from rules import MessageType, RulesConfig, RulesError, load_rules
 from rules.explain import (
     MessageTrial,
@@ -20,10 +24,13 @@ from rules.explain import (
     explanation_lines,
     parse_instant,
 )
+from rules.replay import Threshold
 
-rules_app = typer.Typer(help="Check rules.yaml and try messages against it.", no_args_is_help=True)
+rules_app = typer.Typer(help="Check rules.yaml, try messages against it, replay a candidate.",
+                        no_args_is_help=True)
 
 EXIT_INVALID = 2
+EXIT_THRESHOLD = 1
 
 
 def _default_path() -> Path:
@@ -80,3 +87,57 @@ def _parse_instant(at: str | None) -> datetime:
         return parse_instant(at)
     except ValueError as exc:
         raise typer.BadParameter(f"--at {exc}") from None
+
+
+Since = Annotated[str | None, typer.Option(help="Replay the last 7d, 24h, 90m… (default 7d)")]
+From = Annotated[str | None, typer.Option("--from", help="Period start, ISO 8601")]
+To = Annotated[str | None, typer.Option("--to", help="Period end, ISO 8601 (default now)")]
+CsvFlag = Annotated[bool, typer.Option("--csv", help="One row per changed message.")]
+FailIf = Annotated[list[str] | None, typer.Option(
+    "--fail-if", help="Exit 1 when exceeded: METRIC>N or METRIC>N% (also >=); repeatable")]
+
+
+@rules_app.command("replay")
+def replay(candidate: Annotated[Path, typer.Argument(help="The candidate rules file")],
+           since: Since = None, start: From = None, end: To = None, as_json: JsonFlag = False,
+           as_csv: CsvFlag = False, fail_if: FailIf = None) -> None:
+    """Evaluate CANDIDATE on the recorded decisions of a period, each at its own instant
+    (routing by the agents' states as they were); nothing is changed. Exit 1 when a
+    --fail-if threshold is exceeded, 2 for a bad option, a broken candidate or database."""
+    try:
+        first, until = replay_period(since, start, end, now=datetime.now(UTC))
+        thresholds = read_thresholds(fail_if or [])
+    except ValueError as exc:
+        _refuse(str(exc))
+    if as_json and as_csv:
+        _refuse("give --json or --csv, not both")
+    config = _load_or_exit(candidate)
+    database = open_existing_database(load_settings())
+    try:
+        found = replay_rules(database, config, since=first, until=until)
+    finally:
+        database.dispose()
+    _print_replay(found, str(candidate), as_json=as_json, as_csv=as_csv)
+    _exit_if_exceeded(found, thresholds)
+
+
+def _exit_if_exceeded(found: Replay, thresholds: list[Threshold]) -> None:
+    exceeded = [why for why in (t.exceeded(found.summary) for t in thresholds) if why]
+    for why in exceeded:
+        typer.echo(f"opsbot: --fail-if {why}", err=True)
+    if exceeded:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _print_replay(found: Replay, candidate: str, *, as_json: bool, as_csv: bool) -> None:
+    if as_json:
+        print_json(found.as_dict())
+    elif as_csv:
+        typer.echo(replay_csv(found), nl=False)
+    else:
+        typer.echo("\n".join(replay_lines(found, candidate)))
+
+
+def _refuse(problem: str) -> NoReturn:
+    typer.echo(f"opsbot: {problem}", err=True)
+    raise typer.Exit(EXIT_INVALID)
