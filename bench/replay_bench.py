@@ -16,6 +16,7 @@ to urgent. Target: <= 30 s for 100,000.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -153,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=100_000)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes, as `opsbot rules replay --workers` (default: CPUs)")
     args = parser.parse_args()
     base_text = (ROOT / "rules.yaml").read_text(encoding="utf-8")
     base = parse_rules(base_text, "rules.yaml")
@@ -170,11 +173,12 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         found = replay_rules(db, candidate, since=now - timedelta(days=DAYS + 1), until=now,
-                             keep=200)
+                             keep=200, workers=args.workers)
         seconds = time.perf_counter() - started
         db.dispose()
     summary = found.summary
-    print(f"replayed {summary.replayed:,} decisions in {seconds:.2f} s "
+    print(f"replayed {summary.replayed:,} decisions in {seconds:.2f} s with {args.workers} "
+          f"worker(s) "
           f"({summary.replayed / seconds:,.0f} decisions/s); changed {summary.changed:,}, "
           f"not replayable {summary.not_replayable:,}; fields "
           f"{ {k: v for k, v in summary.fields.items() if v} }")

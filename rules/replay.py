@@ -187,6 +187,20 @@ class ReplaySummary:
             self.rules["gained"].update(after - before)
             self.rules["lost"].update(before - after)
 
+    def merge(self, other: ReplaySummary) -> None:
+        """Counts in the summary of another part of the same replay (a later period)."""
+        self.replayed += other.replayed
+        self.changed += other.changed
+        self.not_replayable += other.not_replayable
+        self.fields.update(other.fields)
+        self.blocked_by.update(other.blocked_by)
+        for name in MATRICES:
+            self.matrices[name].update(other.matrices[name])
+        for key in DEADLINES:
+            self.moves[key].extend(other.moves[key])
+        for kind in self.rules:
+            self.rules[kind].update(other.rules[kind])
+
     def _count_moves(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         for key in DEADLINES:
             was, now = instant(old.get(key)), instant(new.get(key))

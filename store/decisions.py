@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Text, insert, select, type_coerce
+from sqlalchemy import Row, Text, func, insert, select, type_coerce
 from sqlalchemy.orm import Session
 
 from rules.replay import CREATED, RecordedDecision
@@ -102,3 +102,17 @@ def _text(sealed: str | None) -> str | None:
         return sealed or ""
     plain, _ = crypto.open_sealed(sealed)
     return None if plain is None else plain.decode()
+
+
+def split_period(session: Session, *, since: datetime, until: datetime, parts: int,
+                 smallest: int) -> list[datetime]:
+    """The instants that cut the decisions of [since, until) into at most `parts`
+    consecutive parts of about the same size, none under `smallest` decisions (none: the
+    period stays whole)."""
+    in_period = (RuleDecision.at >= since, RuleDecision.at < until)
+    count = session.scalar(select(func.count()).select_from(RuleDecision).where(*in_period))
+    parts = min(parts, (count or 0) // max(smallest, 1))
+    instants = select(RuleDecision.at).where(*in_period).order_by(RuleDecision.at).limit(1)
+    cuts = (session.scalar(instants.offset(count * part // parts))
+            for part in range(1, parts))
+    return sorted({cut for cut in cuts if cut is not None and cut > since})

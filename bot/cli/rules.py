@@ -95,12 +95,15 @@ To = Annotated[str | None, typer.Option("--to", help="Period end, ISO 8601 (defa
 CsvFlag = Annotated[bool, typer.Option("--csv", help="One row per changed message.")]
 FailIf = Annotated[list[str] | None, typer.Option(
     "--fail-if", help="Exit 1 when exceeded: METRIC>N or METRIC>N% (also >=); repeatable")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="Processes replaying parts of a long period at once "
+                             "(default: one per CPU)")]
 
 
 @rules_app.command("replay")
 def replay(candidate: Annotated[Path, typer.Argument(help="The candidate rules file")],
            since: Since = None, start: From = None, end: To = None, as_json: JsonFlag = False,
-           as_csv: CsvFlag = False, fail_if: FailIf = None) -> None:
+           as_csv: CsvFlag = False, fail_if: FailIf = None, workers: Workers = None) -> None:
     """Evaluate CANDIDATE on the recorded decisions of a period, each at its own instant
     (routing by the agents' states as they were); nothing is changed. Exit 1 when a
     --fail-if threshold is exceeded, 2 for a bad option, a broken candidate or database."""
@@ -114,7 +117,8 @@ def replay(candidate: Annotated[Path, typer.Argument(help="The candidate rules f
     config = _load_or_exit(candidate)
     database = open_existing_database(load_settings())
     try:
-        found = replay_rules(database, config, since=first, until=until)
+        found = replay_rules(database, config, since=first, until=until,
+                             workers=workers or os.cpu_count() or 1)
     finally:
         database.dispose()
     _print_replay(found, str(candidate), as_json=as_json, as_csv=as_csv)

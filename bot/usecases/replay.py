@@ -3,8 +3,10 @@ evaluated on the decisions recorded in a period, each at its own instant, in one
 transaction: nothing is written or sent. Customers are shown as `C-<id>` (never a number) and
 their words as a short snippet with digits, e-mail addresses and links masked."""
 
+import multiprocessing
 import re
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +23,10 @@ from rules.replay import (
     replay_decision,
 )
 from store.db import Database
-from store.decisions import read_decisions
+from store.decisions import read_decisions, split_period
 
 DEFAULT_WINDOW = "7d"
+PART_SMALLEST = 10_000  # decisions: a smaller part is not worth a process
 SNIPPET_LENGTH = 40
 ERASED_SNIPPET = "[erased]"
 # An outcome's values as a changed row shows them: the compared FIELDS, `sla` with its deadlines.
@@ -99,14 +102,57 @@ def _window(text: str) -> timedelta:
 
 
 def replay_rules(db: Database, candidate: RulesConfig, *, since: datetime, until: datetime,
-                 keep: int | None = None) -> Replay:
+                 keep: int | None = None, workers: int = 1) -> Replay:
     """Replays `candidate` on the decisions recorded in [since, until), read only; keeps at
-    most `keep` messages in each list (all when None). Raises what the database raises."""
-    replay = Replay(since, until, candidate.sha256)
+    most `keep` messages in each list (all when None). With `workers` > 1, consecutive parts
+    of the period (of at least PART_SMALLEST decisions) are replayed in that many processes
+    at once, each with its own connection, and merged in order (forked: call it from a
+    process without threads, such as the CLI). Raises what the database raises."""
+    if workers > 1:
+        with db.transaction(readonly=True) as session:
+            cuts = split_period(session, since=since, until=until, parts=workers,
+                                smallest=PART_SMALLEST)
+        if cuts:
+            periods = list(zip([since, *cuts], [*cuts, until], strict=True))
+            return _replay_in_processes(db, candidate, periods, keep)
+    return _replay_part(db, candidate, (since, until), keep)
+
+
+def _replay_part(db: Database, candidate: RulesConfig, period: tuple[datetime, datetime],
+                 keep: int | None) -> Replay:
+    replay = Replay(*period, candidate.sha256)
     with db.transaction(readonly=True) as session:
-        for recorded in read_decisions(session, since=since, until=until):
+        for recorded in read_decisions(session, since=period[0], until=period[1]):
             _count(replay, replay_decision(candidate, recorded), keep)
     return replay
+
+
+def _replay_in_processes(db: Database, candidate: RulesConfig,
+                         periods: list[tuple[datetime, datetime]], keep: int | None) -> Replay:
+    # Forked children inherit the candidate (its compiled rules need no pickling) and the
+    # keys; each opens its own connection. Only the periods and the results cross over.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(len(periods), mp_context=context, initializer=_start_worker,
+                             initargs=(db.url, candidate)) as pool:
+        parts = list(pool.map(_replay_in_worker, periods, [keep] * len(periods)))
+    replay = Replay(periods[0][0], periods[-1][1], candidate.sha256)
+    for part in parts:
+        replay.summary.merge(part.summary)
+        for mine, theirs in ((replay.changed, part.changed),
+                             (replay.not_replayable, part.not_replayable)):
+            mine.extend(theirs[: None if keep is None else max(keep - len(mine), 0)])
+    return replay
+
+
+_WORKER: dict[str, Any] = {}  # in a replay's worker process: its database and the candidate
+
+
+def _start_worker(url: str, candidate: RulesConfig) -> None:
+    _WORKER.update(db=Database(url), candidate=candidate)
+
+
+def _replay_in_worker(period: tuple[datetime, datetime], keep: int | None) -> Replay:
+    return _replay_part(_WORKER["db"], _WORKER["candidate"], period, keep)
 
 
 def _count(replay: Replay, replayed: Replayed, keep: int | None) -> None:

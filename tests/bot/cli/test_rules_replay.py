@@ -244,3 +244,9 @@ def test_an_erased_customer_is_not_replayable_where_a_reached_rule_needs_the_tex
     assert (vip_first["not_replayable"], vip_first["changed"]) == (1, 0)
     [blocked] = vip_first["blocked"]
     assert blocked["blocked_by"] == "thanks" and blocked["customer"] != "C-4"
+
+
+def test_parts_replayed_in_processes_add_up_to_the_whole(recorded, monkeypatch):
+    alone = replay_json(recorded, CANDIDATE, "--workers", "1")
+    monkeypatch.setattr("bot.usecases.replay.PART_SMALLEST", 2)  # 5 decisions: two parts
+    assert replay_json(recorded, CANDIDATE, "--workers", "3") == alone
