@@ -27,6 +27,7 @@ from store.models import (
     Message,
     OutboxMessage,
     RuleDecision,
+    Survey,
     Task,
     TaskEvent,
 )
@@ -62,12 +63,20 @@ def export_contact(session: Session, *, wa_id: str) -> dict[str, Any]:
         "tasks": [task_as_dict(task) | {"rating": task.rating} for task in tasks],
         "ratings": [{"task": task.ref, "rating": task.rating} for task in tasks
                     if task.rating is not None],
+        "surveys": [_survey(survey) for survey in session.scalars(
+            select(Survey).where(Survey.contact_id == contact.id).order_by(Survey.id))],
         "media_ids": [m.media_id for m in session.scalars(
             select(Message).where(Message.contact_id == contact.id,
                                   Message.media_id.is_not(None)))],
         "audit_events": [{"task": f"T-{event.task_id}", **event_as_dict(event)}
                          for event in events],
     }
+
+
+def _survey(survey: Survey) -> dict[str, Any]:
+    return {"task": f"T-{survey.task_id}", "status": survey.status,
+            "sent_at": _iso(survey.sent_at), "score": survey.score,
+            "answered_at": _iso(survey.answered_at), "comment": survey.comment}
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from sqlalchemy import func, select
 
 from rules.loader import parse_rules
 from store.claims import claim_outbox, has_free
+from store.gdpr import export_contact
 from store.lifecycle import Action, Actor, ActorKind
 from store.models import OutboxMessage, Survey, SurveyStatus, Task
 from store.surveys import (
     REOPENED,
+    answer_survey,
+    attach_comment,
     mark_survey_unsent,
     read_survey_payload,
     schedule_survey,
@@ -148,3 +151,18 @@ def test_concurrent_closings_make_one_survey_and_one_outbox_row(db):
         thread.join(timeout=30)
     assert len(made) == 2 and made.count(None) == 1
     assert counts(db) == (1, 1)
+
+
+def test_an_access_request_exports_the_survey_and_its_comment(db):
+    task_id = closed_task(db)
+    schedule(db, task_id)
+    with db.transaction() as session:
+        survey = session.scalar(select(Survey).where(Survey.task_id == task_id))
+        contact = session.get(Task, task_id).contact
+        answer_survey(session, survey=survey, score=1, good=False, by="button", at=NOW)
+        attach_comment(session, survey=survey, text="Tardaron mucho",
+                       data_key_id=contact.data_key_id, at=NOW)
+        exported = export_contact(session, wa_id=contact.wa_id)["surveys"]
+    assert exported == [{"task": f"T-{task_id}", "status": "answered", "sent_at": None,
+                         "score": 1, "answered_at": NOW.isoformat(),
+                         "comment": "Tardaron mucho"}]
