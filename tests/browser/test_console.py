@@ -223,3 +223,21 @@ def test_every_screen_renders_for_an_admin(page, console):
     expect(page.locator("main")).to_contain_text("Ana García")
     page.goto(f"{console.url}/console/tasks/{ref}")
     expect(page.locator("table.audit")).to_contain_text("assign")
+
+
+def test_a_candidate_edited_on_the_rules_page_is_replayed_on_recorded_traffic(page, console):
+    body = whatsapp_message(wa_id="34611222333", name="Rosa Díaz", phone_id="1000000001",
+                            message={"type": "text", "text": {"body": "Mi pedido no llegó"}})
+    assert console.world.send.whatsapp(body).status_code == 200
+    console.world.work()  # decided under the running rules: no rule, normal priority
+    sign_in(page, console, add_person(console.db, "alba@example.com", "admin", agent="alba"))
+    page.get_by_role("navigation").get_by_role("link", name="Rules").click()
+    edited = page.locator("textarea[name=candidate]")
+    edited.fill(edited.input_value() + "  - name: orders\n    when: {keywords: [pedido]}\n"
+                "    then: {priority: high, team: logistics}\n")
+    page.get_by_role("button", name="Replay").click()
+    expect(page.locator("#replay-replayed")).to_have_text("1")
+    expect(page.locator("#replay-changed")).to_have_text("1")
+    expect(page.locator("#replay-priority")).to_contain_text("normal → high: 1")
+    expect(page.locator("table.replay-changed")).to_contain_text("Mi pedido no llegó")
+    screenshot(page, "rules-replay")
