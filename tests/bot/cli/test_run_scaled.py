@@ -11,8 +11,10 @@ from itertools import product
 
 import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import func, select
 
+from bot.worker.sweeper import ALIVE_KEY
 from sandbox.slack import FakeSlack
 from sandbox.stack import free_port
 from store.events import Audit
@@ -53,6 +55,21 @@ def wait_ready(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} not ready within {timeout} s")
+
+
+def wait_workers(redis_url: str, count: int, timeout: float = 30) -> None:
+    """Until `count` workers keep their alive key: a worker still starting when the messages
+    come would plan their timers after the reminders' instants (which are then skipped)."""
+    redis = Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if len(redis.keys(ALIVE_KEY.format("*"))) >= count:
+                return
+            time.sleep(0.2)
+    finally:
+        redis.close()
+    raise AssertionError(f"{count} workers not alive within {timeout} s")
 
 
 @pytest.mark.timeout(120)
