@@ -45,6 +45,11 @@ class Keys:
     def blind(self) -> bytes:
         return _derive(self.index, b"opsbot blind index")
 
+    @cached_property
+    def survey(self) -> bytes:
+        """The key of the survey buttons' payload MACs, derived from the index key."""
+        return _derive(self.index, b"opsbot survey payload")
+
 
 def _derive(key: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(key)

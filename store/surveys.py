@@ -9,10 +9,7 @@ score, by typing a payload.
 import hmac
 import re
 from datetime import datetime
-from functools import lru_cache
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -46,13 +43,7 @@ def read_survey_payload(payload: str | None) -> tuple[int, int] | None:
 
 def _mac(task_id: int, score: int) -> str:
     message = f"csat:{task_id}:{score}".encode()
-    return hmac.digest(_payload_key(keys.current().index), message, "sha256")[:_MAC_BYTES].hex()
-
-
-@lru_cache(maxsize=4)
-def _payload_key(index: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=keys.KEY_BYTES, salt=None,
-                info=b"opsbot survey payload").derive(index)
+    return hmac.digest(keys.current().survey, message, "sha256")[:_MAC_BYTES].hex()
 
 
 def schedule_survey(session: Session, *, survey: SurveyConfig | None, task: Task,
