@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, ClassVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -164,9 +166,10 @@ class TelegramSender:
     token: str = field(repr=False)  # never in logs
     base_url: str  # the Bot API host, `TELEGRAM_API_BASE_URL`
 
-    def bot(self) -> Bot:
-        """A Bot API client for this token and host (built per call: nothing at import)."""
-        return Bot(self.token, base_url=bot_api_url(self.base_url))
+    @cached_property
+    def _session(self) -> _BotSession:
+        """The Bot API client, built on first use (nothing at import) and kept."""
+        return _BotSession(Bot(self.token, base_url=bot_api_url(self.base_url)))
 
     def send(self, recipient: Recipient, card: Notification) -> CardRef:
         """Sends `card` to the recipient's chat; returns (chat id, message id).
@@ -198,16 +201,27 @@ class TelegramSender:
                 raise
 
     def _run(self, call: Callable[[Bot], Awaitable[Any]]) -> Any:
-        async def main():
-            bot = self.bot()
-            await bot.initialize()
-            try:
-                return await call(bot)
-            finally:
-                await bot.shutdown()
-
         with _translated_errors():
-            return asyncio.run(main())
+            return self._session.run(call)
+
+
+class _BotSession:
+    """A Bot and the event loop it runs on, kept for the sender's life: a new Bot per call
+    cost two HTTP clients (~100 ms of CPU for their TLS contexts) and a getMe. The loop runs
+    only inside `run`, one call at a time."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.loop = asyncio.new_event_loop()
+        self.lock = threading.Lock()
+
+    def run(self, call: Callable[[Bot], Awaitable[Any]]) -> Any:
+        async def initialized_call():
+            await self.bot.initialize()  # a getMe the first time; at once afterwards
+            return await call(self.bot)
+
+        with self.lock:
+            return self.loop.run_until_complete(initialized_call())
 
 
 @contextmanager

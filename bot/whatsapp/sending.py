@@ -5,6 +5,7 @@ which)."""
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 from pywa import WhatsApp
@@ -82,19 +83,19 @@ class WhatsAppSender:
         return self._call(fetch)
 
     def _call(self, call: Callable[[WhatsApp], object]):
-        # A client per call: pywa refuses a session that already carries Authorization.
-        with self._client() as wa, _translated_errors():
-            return call(wa)
+        with _translated_errors():
+            return call(self._client)
 
-    @contextmanager
-    def _client(self) -> Iterator[WhatsApp]:
+    @cached_property
+    def _client(self) -> WhatsApp:
+        """One client for the sender's life (httpx clients are thread-safe): building one
+        costs ~50 ms of CPU (its HTTP client's TLS context), and a kept one reuses its
+        connections. Its session is its own: pywa refuses one that already carries
+        Authorization."""
         session = (pywa_http_client(self.api_base_url) if self.api_base_url
                    else httpx.Client(timeout=10.0))
-        try:
-            yield WhatsApp(phone_id=self.phone_id, token=self.token, session=session,
-                           user_identifier_priority=_ADDRESSING)
-        finally:
-            session.close()
+        return WhatsApp(phone_id=self.phone_id, token=self.token, session=session,
+                        user_identifier_priority=_ADDRESSING)
 
 
 @contextmanager
