@@ -1,44 +1,41 @@
-"""End-to-end latency: signed WhatsApp webhooks in, agent notifications out.
+"""End-to-end: signed WhatsApp webhooks in, agent notifications out, through web and worker
+processes (bench/deployment.py: SQLite or PostgreSQL, Redis at 127.0.0.1:6379 when it answers,
+else the embedded one; the sandbox APIs run in this process).
 
-Runs `opsbot serve` and two `opsbot worker` processes on the embedded defaults (SQLite; Redis
-at 127.0.0.1:6379 when it answers, else an embedded one) against the sandbox APIs, drives an
-open-loop load of signed webhooks (20 % of them redeliveries of an earlier one) at each rate
-from a separate process (`bench/loadgen.py`; separate so that it does not slow the sandbox
-APIs, which run in this one), after a warm-up of WARM_UP messages that is not measured, and
+Latency (--rates): an open-loop load of signed webhooks (20 % of them redeliveries of an
+earlier one) at each rate from a separate process (`bench/loadgen.py`; separate so that it
+does not slow the sandbox APIs), after a warm-up of WARM_UP messages that is not measured;
 prints the webhook-to-agent-notification latency p50/p99, plus lost and duplicated tasks and
 notifications.
 
-    python bench/e2e_bench.py [--rates 100,300] [--seconds 10]
+Saturation (--saturate N): N webhooks (the same mix) sent as fast as 64 connections go; prints
+the new customers' messages per second from the first webhook to the last card, and the CPU
+time all opsbot processes spent per message (user + system, the kernel's accounting). With
+--workers 1,2,4 each count runs in turn: on a machine with fewer cores than processes the
+messages/s flatten, but the messages per CPU-second show whether workers scale (they stay
+flat when nothing serialises).
+
+    python bench/e2e_bench.py [--database sqlite|postgresql] [--web 1] [--workers 2]
+                              [--rates 100,300] [--seconds 10] [--saturate 2000]
 """
 
 import argparse
 import json
 import multiprocessing
 import random
-import socket
 import statistics
-import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 
 import loadgen  # bench/loadgen.py, beside this script
+from deployment import Deployment, deploy
 from sqlalchemy import func, select
 
-from bot.core.bootstrap import configure_keys
-from bot.core.settings import Settings
-from sandbox.graph import FakeGraph
 from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
-from sandbox.stack import (
-    PHONE_ID,
-    WHATSAPP_SECRET,
-    free_port,
-    opsbot_command,
-    running,
-    sandbox_environment,
-)
-from sandbox.telegram import FakeTelegram
+from sandbox.stack import PHONE_ID, WHATSAPP_SECRET
 from store.db import Database
 from store.models import Message, Task
 
@@ -62,13 +59,15 @@ rules:
 WARM_UP = 20  # messages in one second before each measured run
 
 
-def load(port: int, rate: int, seconds: float, phones: str) -> tuple[int, dict[str, float]]:
-    """Runs in the load generator's process: builds every signed request first (one new
+def load(ports: list[int], rate: int | None, count: int,
+         phones: str) -> tuple[int, dict[str, float]]:
+    """Runs in the load generator's process: builds `count` signed requests first (one new
     customer per message, 20 % redeliveries of an earlier body), then sends request i at
-    start + i/rate whatever the answers. Returns the non-200 answers and, per wamid, the
-    wall-clock time its first delivery was due. Customers' numbers start with `phones`."""
+    start + i/rate whatever the answers (open loop), or as fast as they go with `rate` None.
+    Returns the non-200 answers and, per wamid, the wall-clock time its first delivery was
+    due (or sent). Customers' numbers start with `phones`."""
     requests, wamids = [], []
-    for i in range(int(rate * seconds)):
+    for i in range(count):
         if requests and random.random() < 0.2:
             requests.append(random.choice(requests))  # a redelivery
             wamids.append(None)
@@ -76,10 +75,10 @@ def load(port: int, rate: int, seconds: float, phones: str) -> tuple[int, dict[s
         body = whatsapp_message(wa_id=f"{phones}{i:07d}", name=f"Cliente {i}",
                                 phone_id=PHONE_ID,
                                 message={"type": "text", "text": {"body": "¿Stock?"}})
-        requests.append(loadgen.signed_post(json.dumps(body).encode(),
-                                            host=f"127.0.0.1:{port}", secret=WHATSAPP_SECRET))
+        requests.append(loadgen.signed_post(json.dumps(body).encode(), host="127.0.0.1",
+                                            secret=WHATSAPP_SECRET))
         wamids.append(body["entry"][0]["changes"][0]["value"]["messages"][0]["id"])
-    results, _ = loadgen.run(port, requests, concurrency=64, rate=rate)
+    results, _ = loadgen.run(ports, requests, concurrency=64, rate=rate)
     sent = {wamid: result.sent_at for wamid, result in zip(wamids, results, strict=True)
             if wamid}
     return sum(1 for result in results if result.status != 200), sent
@@ -128,67 +127,81 @@ def _percentile(values: list[float], pct: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
 
 
-def run_rate(rate: int, seconds: float, redis_url: str | None) -> dict:
-    with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp, FakeGraph() as graph, \
-            FakeSlack() as slack, FakeTelegram() as telegram:
-        workdir = Path(tmp)
-        (workdir / "rules.yaml").write_text(RULES)
-        overrides = {"RULES_PATH": "rules.yaml"}
-        if redis_url:
-            overrides["REDIS_URL"] = redis_url
-        env = sandbox_environment(graph, slack, telegram, **overrides)
-        port = free_port()
-        commands = [opsbot_command("serve", "--port", str(port))]
-        commands += [opsbot_command("worker", "--no-migrate")] * 2
-        with running(commands[:1], env=env, cwd=workdir,
-                     ready_url=f"http://127.0.0.1:{port}/healthz"), \
-                running(commands[1:], env=env, cwd=workdir,
-                        ready_url=f"http://127.0.0.1:{port}/readyz"):
-            url = f"sqlite:///{workdir / 'var' / 'opsbot.db'}"
-            configure_keys(Settings(database_url=url))  # the keys `opsbot serve` made
-            db = Database(url)
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(1, mp_context=spawn) as generator:
-                # Warm-up, not measured: the first messages pay for connections and caches.
-                _, warm = generator.submit(load, port, WARM_UP, 1.0, "34999").result()
-                measure(db, slack, warm, wait=30)
-                with db.transaction(readonly=True) as session:
-                    warmed = session.scalar(select(func.max(Task.id))) or 0
-                cards = len(slack.calls("chat.postMessage"))
-                failures, sent = generator.submit(load, port, rate, seconds,
-                                                  f"34{rate:03d}").result()
-            result = measure(db, slack, sent, wait=60, after_task=warmed, cards_before=cards)
-            db.dispose()
-        return {"rate": rate, "non_200": failures, **result}
+@contextmanager
+def warmed(args: argparse.Namespace, workers: int) -> Iterator[tuple[Deployment, int, int]]:
+    """A deployment after a warm-up that is not measured (the first messages pay for
+    connections and caches), with the last task id and the cards posted so far."""
+    with deploy(RULES, database=args.database, web=args.web, workers=workers) as deployment, \
+            _generator() as generator:
+        _, warm = generator.submit(load, deployment.ports, WARM_UP, WARM_UP, "34999").result()
+        measure(deployment.db, deployment.slack, warm, wait=30)
+        with deployment.db.transaction(readonly=True) as session:
+            warmed_up = session.scalar(select(func.max(Task.id))) or 0
+        yield deployment, warmed_up, len(deployment.slack.calls("chat.postMessage"))
 
 
-def _local_redis() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            pass
-    except OSError:
-        return None
-    import redis
+@contextmanager
+def _generator() -> Iterator[ProcessPoolExecutor]:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
-    redis.Redis(db=8).flushdb()
-    return "redis://127.0.0.1:6379/8"
+
+def run_rate(args: argparse.Namespace, workers: int, rate: int) -> dict:
+    with warmed(args, workers) as (deployment, warmed_up, cards), _generator() as generator:
+        failures, sent = generator.submit(load, deployment.ports, rate,
+                                          int(rate * args.seconds), f"34{rate:03d}").result()
+        result = measure(deployment.db, deployment.slack, sent, wait=60, after_task=warmed_up,
+                         cards_before=cards)
+    return {"rate": rate, "non_200": failures, **result}
+
+
+def run_saturation(args: argparse.Namespace, workers: int) -> dict:
+    """The burst's messages/s from its first webhook to its last card, and the CPU time per
+    message of every opsbot process over that span."""
+    with warmed(args, workers) as (deployment, warmed_up, cards), _generator() as generator:
+        before, began = deployment.cpu(), time.time()
+        failures, sent = generator.submit(load, deployment.ports, None, args.saturate,
+                                          "34888").result()
+        result = measure(deployment.db, deployment.slack, sent, wait=300,
+                         after_task=warmed_up, cards_before=cards)
+        cpu = sum(deployment.cpu().values()) - sum(before.values())
+        last_card = max(r.at.timestamp() for r in deployment.slack.calls("chat.postMessage"))
+    seconds = last_card - began
+    return {"non_200": failures, **result, "per_second": result["messages"] / seconds,
+            "cpu_ms": cpu / result["messages"] * 1000, "per_cpu_second": result["messages"] / cpu}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="100,300")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--web", type=int, default=1, help="web processes")
+    parser.add_argument("--workers", default="2", help="worker processes, or a list: 1,2,4")
+    parser.add_argument("--rates", default="100,300", help="open-loop rates; '' for none")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--saturate", type=int, default=0,
+                        help="webhooks in a closed-loop burst (0: no saturation run)")
     args = parser.parse_args()
-    print(f"e2e_bench: SQLite, Redis {_local_redis() or 'embedded'}, 1 web + 2 workers, "
-          f"{args.seconds:.0f} s per rate, 20 % redeliveries, open loop from its own process "
+    print(f"e2e_bench: {args.database}, {args.web} web + {args.workers} workers, 20 % "
+          "redeliveries, every message a new customer, from its own process "
           "(bench/loadgen.py: raw HTTP/1.1, keep-alive)")
-    for rate in (int(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.seconds, _local_redis())  # a flushed Redis for each rate
-        print(f"{r['rate']:>4} msg/s: webhook→agent notification p50 {r['p50_ms']:.0f} ms, "
-              f"p99 {r['p99_ms']:.0f} ms | messages {r['messages']}, tasks {r['tasks']}, "
-              f"lost tasks {r['lost_tasks']}, duplicate tasks {r['duplicate_tasks']}, "
-              f"lost notifications {r['lost_notifications']}, duplicate notifications "
-              f"{r['duplicate_notifications']}, non-200 answers {r['non_200']}")
+    for workers in (int(w) for w in args.workers.split(",")):
+        for rate in (int(r) for r in args.rates.split(",") if r):
+            r = run_rate(args, workers, rate)  # a fresh database and Redis for each run
+            print(f"{workers} workers, {r['rate']:>4} msg/s for {args.seconds:.0f} s: "
+                  f"webhook→agent notification p50 {r['p50_ms']:.0f} ms, p99 "
+                  f"{r['p99_ms']:.0f} ms | {_counts(r)}")
+        if args.saturate:
+            r = run_saturation(args, workers)
+            print(f"{workers} workers, saturation: {r['per_second']:.0f} messages/s, "
+                  f"{r['cpu_ms']:.1f} ms CPU per message ({r['per_cpu_second']:.0f} messages "
+                  f"per CPU-second) | {_counts(r)}")
+
+
+def _counts(r: dict) -> str:
+    return (f"messages {r['messages']}, tasks {r['tasks']}, lost tasks {r['lost_tasks']}, "
+            f"duplicate tasks {r['duplicate_tasks']}, lost notifications "
+            f"{r['lost_notifications']}, duplicate notifications "
+            f"{r['duplicate_notifications']}, non-200 answers {r['non_200']}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ requests/s took most of a core on this 2-core machine, a core the app under test
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sandbox.inbound import whatsapp_signature
@@ -28,20 +29,22 @@ def signed_post(body: bytes, *, host: str, secret: str) -> bytes:
     return head.encode() + body
 
 
-def run(port: int, requests: list[bytes], *, concurrency: int,
+def run(port: int | Sequence[int], requests: list[bytes], *, concurrency: int,
         rate: float | None = None) -> tuple[list[Result], float]:
     """Sends `requests` in order over `concurrency` connections, as fast as they go (closed
     loop) or request i at start + i/`rate` whatever the answers (open loop); returns each
-    request's result, in order, and the seconds it all took."""
-    return asyncio.run(_drive(port, requests, concurrency=concurrency, rate=rate))
+    request's result, in order, and the seconds it all took. With several ports (web
+    processes), the connections are spread over them as a load balancer would."""
+    ports = [port] if isinstance(port, int) else list(port)
+    return asyncio.run(_drive(ports, requests, concurrency=concurrency, rate=rate))
 
 
-async def _drive(port: int, requests: list[bytes], *, concurrency: int,
+async def _drive(ports: list[int], requests: list[bytes], *, concurrency: int,
                  rate: float | None) -> tuple[list[Result], float]:
     jobs: asyncio.Queue = asyncio.Queue()
     results: list[Result | None] = [None] * len(requests)
-    connections = [asyncio.create_task(_connection(port, jobs, results))
-                   for _ in range(concurrency)]
+    connections = [asyncio.create_task(_connection(ports[i % len(ports)], jobs, results))
+                   for i in range(concurrency)]
     began, began_wall = time.perf_counter(), time.time()
     for i, request in enumerate(requests):
         due = None

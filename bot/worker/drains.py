@@ -36,6 +36,7 @@ from bot.usecases.delivery import Sends, record_sends, send_claimed
 from bot.usecases.escalation import settle_pauses
 from bot.usecases.messages import apply_pending
 from bot.usecases.webhooks_out import deliver_due, free_lost_claims, has_due
+from bot.worker.cpu import stage
 from bot.worker.retries import enqueue_deliveries, outlets_of, schedule_event_retries
 from bot.worker.timers import schedule_timers
 from store.claims import claim_outbox, has_free_work
@@ -127,7 +128,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
         log.warning("drain: Redis unavailable (%s)", exc)
     now, config = utcnow(), services.rules.current
     try:
-        with services.db.transaction() as session:
+        with stage("processing"), services.db.transaction() as session:
             failed = record_sends(session, sends, now=now)
             applied = apply_pending(session, config=config, limit=tunables.EVENT_BATCH, now=now)
             timers = claim_tasks_to_schedule(session, limit=tunables.TIMER_BATCH)
@@ -139,12 +140,14 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     enqueue_deliveries(services.jobs, failed)
     schedule_event_retries(services.jobs, applied.retries, now)
     try:
-        sent = send_claimed(services.db, outlets_of(services), rows)
+        with stage("delivery"):
+            sent = send_claimed(services.db, outlets_of(services), rows)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: sending failed")
         sent = Sends()
     try:
-        scheduled = _schedule_timers(services, timers, now=now)
+        with stage("timers"):
+            scheduled = _schedule_timers(services, timers, now=now)
     except Exception:  # the database is down too: the sweeper's look brings them back
         log.exception("drain: cannot hand back %s task(s) whose timers failed", len(timers))
         scheduled = 0
@@ -158,7 +161,7 @@ def _finish_sends(services: Services, sends: Sends) -> None:
     """Records `sends` in a transaction of its own, then enqueues the failed rows' jobs."""
     if not sends:
         return
-    with services.db.transaction() as session:
+    with stage("delivery"), services.db.transaction() as session:
         failed = record_sends(session, sends, now=utcnow())
     enqueue_deliveries(services.jobs, failed)
 

@@ -13,6 +13,7 @@ from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.usecases.digest import start_day
 from bot.usecases.escalation import fire_timer as fire_timer_now
+from bot.worker.cpu import stage
 from bot.worker.drains import deliver_webhooks_for_job, drain_for_job, request_drain
 from bot.worker.retries import deliver as deliver_row
 from bot.worker.retries import process_event
@@ -44,7 +45,8 @@ def drain() -> str:
 
 def deliver(outbox_id: int) -> str:
     """One outbox row that a drain could not send (`bot.worker.retries.deliver`)."""
-    delivered = deliver_row(current_services(), outbox_id)
+    with stage("delivery"):
+        delivered = deliver_row(current_services(), outbox_id)
     log.info("outbox %s: %s", outbox_id, delivered)
     return str(delivered)
 
@@ -52,7 +54,8 @@ def deliver(outbox_id: int) -> str:
 def retry_event(event_id: int) -> str:
     """One inbound event that failed, applied again; then a drain of what it queued."""
     services = current_services()
-    outcome = process_event(services, event_id)
+    with stage("processing"):
+        outcome = process_event(services, event_id)
     request_drain(services)
     return outcome
 
@@ -60,7 +63,7 @@ def retry_event(event_id: int) -> str:
 def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
     """One SLA timer (`bot.usecases.escalation.fire_timer`); then a drain."""
     services = current_services()
-    with services.db.transaction() as session:
+    with stage("timers"), services.db.transaction() as session:
         outcome = fire_timer_now(session, config=services.rules.current, task_id=task_id,
                                  kind=kind, generation=generation, at_iso=at_iso, now=utcnow())
     request_drain(services)
@@ -71,7 +74,7 @@ def send_digest(agent_id: str, day: str) -> str:
     """One agent's working day starts: waiting tasks routed, her digest of `day`; then a
     drain."""
     services = current_services()
-    with services.db.transaction() as session:
+    with stage("timers"), services.db.transaction() as session:
         outcome = start_day(session, config=services.rules.current, agent_id=agent_id,
                             day=day, now=utcnow())
     request_drain(services)
@@ -80,4 +83,6 @@ def send_digest(agent_id: str, day: str) -> str:
 
 def deliver_webhooks() -> str:
     """Due outgoing webhooks, for up to WEBHOOK_SECONDS (`bot.usecases.webhooks_out`)."""
-    return f"{deliver_webhooks_for_job(current_services())} webhook attempt(s)"
+    with stage("webhooks"):
+        attempts = deliver_webhooks_for_job(current_services())
+    return f"{attempts} webhook attempt(s)"

@@ -4,7 +4,8 @@ Tuning (why): jobs run in the worker process (`SimpleWorker`: no fork per job, s
 database pool and rules stay warm). A worker killed with SIGKILL leaves its job STARTED;
 RQ would notice only after the job timeout plus two minutes, so each worker refreshes an
 `opsbot:alive:<name>` key every second (TTL 5 s) and the sweeper requeues the jobs of
-workers whose key is gone. SIGTERM (and the first Ctrl-C) is RQ's warm shutdown: the
+workers whose key is gone; the same round trip publishes the worker's CPU time by stage
+(`bot.worker.cpu`). SIGTERM (and the first Ctrl-C) is RQ's warm shutdown: the
 current job finishes, then the worker exits.
 """
 
@@ -19,6 +20,7 @@ from rq.utils import now as now_utc
 
 from bot.core import tunables
 from bot.core.services import Services
+from bot.worker.cpu import CLOCK, CPU_KEY, stage
 from bot.worker.sweeper import ALIVE_KEY, sweep
 from rules import prepare_language_detection
 
@@ -121,7 +123,8 @@ class Keeper(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.step()
+                with stage("upkeep"):
+                    self.step()
             except Exception:  # must outlive a Redis or database hiccup
                 log.exception("%s: pass failed; trying again in %s s", self.name, self.every)
             self.stopping.wait(self.every)
@@ -131,10 +134,14 @@ class Keeper(threading.Thread):
         self.join(timeout=5)
 
 
-def _keepers(services: Services, alive_key: str) -> list[Keeper]:
+def _keepers(services: Services, alive_key: str, cpu_key: str) -> list[Keeper]:
     # Separate threads: a slow sweep (a locked database) must not make the worker look dead.
     def heartbeat() -> None:
-        services.redis.set(alive_key, 1, ex=tunables.ALIVE_TTL)
+        with services.redis.pipeline(transaction=False) as pipe:
+            pipe.set(alive_key, 1, ex=tunables.ALIVE_TTL)
+            pipe.hset(cpu_key, mapping=CLOCK.snapshot())
+            pipe.expire(cpu_key, tunables.ALIVE_TTL)
+            pipe.execute()
 
     return [
         Keeper("opsbot-heartbeat", heartbeat, tunables.HEARTBEAT_EVERY),
@@ -150,11 +157,11 @@ def run_worker(services: Services, *, burst: bool = False) -> bool:
     tune_redis(services.redis)
     prepare_language_detection(services.rules.current)  # not on the first message's time
     worker = make_worker(services)
-    alive_key = ALIVE_KEY.format(worker.name)
+    alive_key, cpu_key = ALIVE_KEY.format(worker.name), CPU_KEY.format(worker.name)
     services.redis.set(alive_key, 1, ex=tunables.ALIVE_TTL)
     if burst:
         sweep(services)
-    keepers = _keepers(services, alive_key)
+    keepers = _keepers(services, alive_key, cpu_key)
     for keeper in keepers:
         keeper.start()
     try:
@@ -162,4 +169,4 @@ def run_worker(services: Services, *, burst: bool = False) -> bool:
     finally:
         for keeper in keepers:
             keeper.stop()
-        services.redis.delete(alive_key)
+        services.redis.delete(alive_key, cpu_key)

@@ -22,6 +22,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
+from bot.worker.cpu import CPU_KEY
 from bot.worker.sweeper import ALIVE_KEY
 from sandbox.slack import FakeSlack
 from sandbox.stack import free_port
@@ -301,6 +302,21 @@ def test_two_webs_and_four_workers_take_a_burst_of_2000_messages_once(
             _assert_burst_once(database, stack, burst)
         finally:
             database.dispose()
+        _assert_cpu_published(redis_url, workers=4)
+
+
+def _assert_cpu_published(redis_url: str, workers: int) -> None:
+    """Each worker publishes its CPU time by stage (`bot.worker.cpu`); the burst's work
+    was shared, so each applied events and sent something."""
+    redis = Redis.from_url(redis_url)
+    try:
+        published = [redis.hgetall(key) for key in redis.keys(CPU_KEY.format("*"))]
+    finally:
+        redis.close()
+    assert len(published) == workers
+    for stages in published:
+        assert float(stages[b"processing"]) > 0 and float(stages[b"delivery"]) > 0
+        assert float(stages[b"process"]) >= float(stages[b"processing"])
 
 
 def _wait_until_done(database: Database, messages: int, timeout: float) -> None:
