@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import loadgen  # bench/loadgen.py, beside this script
-from deployment import Deployment, deploy
+from deployment import Deployment, deploy, reference_ms
 from sqlalchemy import func, select
 
 from sandbox.inbound import slack_command, whatsapp_message
@@ -227,7 +227,8 @@ def _report(args, counts: dict, *, tasks: int, messages: int, commands: int,
           f"({counts['new']} new customers, {counts['follow_ups']} follow-ups, "
           f"{counts['redeliveries']} redeliveries, {counts['non_200']} non-200), "
           f"{messages} customer messages stored, {tasks} tasks, {commands} agent commands; "
-          f"{window:.1f} s until all was done")
+          f"{window:.1f} s until all was done; this machine's reference workload: "
+          f"{reference_ms():.0f} ms CPU")
     for name, seconds in rows:
         print(f"  {name:<44} {seconds:7.2f} s CPU  {seconds / messages * 1000:6.2f} ms/message")
     print(f"  {'all stages':<44} {total:7.2f} s CPU  {total / messages * 1000:6.2f} ms/message"

@@ -11,6 +11,8 @@ server's `test` database as admin) and dropped afterwards. Redis is 127.0.0.1:63
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import tempfile
@@ -29,8 +31,15 @@ from sqlalchemy.engine import make_url
 from bot.worker.cpu import CPU_KEY
 from bot.worker.sweeper import ALIVE_KEY
 from sandbox.graph import FakeGraph
+from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
-from sandbox.stack import free_port, opsbot_command, running, sandbox_environment
+from sandbox.stack import (
+    PHONE_ID,
+    free_port,
+    opsbot_command,
+    running,
+    sandbox_environment,
+)
 from sandbox.telegram import FakeTelegram
 from store import keys
 from store.db import Database
@@ -179,3 +188,16 @@ def _tree_cpu(process: psutil.Process, *, children: bool) -> float:
         return own
     return (own + times.children_user + times.children_system
             + sum(_tree_cpu(c, children=True) for c in _children(process)))
+
+
+def reference_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python workload (JSON and SHA-256 of a webhook-sized
+    body, 2,000 times): the same code takes less on a faster machine, so figures from
+    different days compare once divided by it."""
+    body = json.dumps(whatsapp_message(wa_id="34600000000", name="Cliente", phone_id=PHONE_ID,
+                                       wamid="wamid.REFERENCE", timestamp=1,
+                                       message={"type": "text", "text": {"body": "Hola"}}))
+    began = time.process_time()
+    for _ in range(2000):
+        hashlib.sha256(json.dumps(json.loads(body), sort_keys=True).encode()).hexdigest()
+    return (time.process_time() - began) * 1000

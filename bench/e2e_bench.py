@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 import loadgen  # bench/loadgen.py, beside this script
-from deployment import Deployment, deploy
+from deployment import Deployment, deploy, reference_ms
 from sqlalchemy import func, select
 
 from sandbox.inbound import whatsapp_message
@@ -159,16 +159,22 @@ def run_saturation(args: argparse.Namespace, workers: int) -> dict:
     """The burst's messages/s from its first webhook to its last card, and the CPU time per
     message of every opsbot process over that span."""
     with warmed(args, workers) as (deployment, warmed_up, cards), _generator() as generator:
-        before, began = deployment.cpu(), time.time()
+        before, stages_before, began = deployment.cpu(), deployment.stages(), time.time()
         failures, sent = generator.submit(load, deployment.ports, None, args.saturate,
                                           "34888").result()
         result = measure(deployment.db, deployment.slack, sent, wait=300,
                          after_task=warmed_up, cards_before=cards)
-        cpu = sum(deployment.cpu().values()) - sum(before.values())
+        after, stages = deployment.cpu(), deployment.stages()
+        cpu = sum(after.values()) - sum(before.values())
+        split = {"web": after["web"] - before["web"],
+                 **{name: stages.get(name, 0.0) - stages_before.get(name, 0.0)
+                    for name in ("processing", "delivery", "timers")}}
         last_card = max(r.at.timestamp() for r in deployment.slack.calls("chat.postMessage"))
     seconds = last_card - began
     return {"non_200": failures, **result, "per_second": result["messages"] / seconds,
-            "cpu_ms": cpu / result["messages"] * 1000, "per_cpu_second": result["messages"] / cpu}
+            "cpu_ms": cpu / result["messages"] * 1000, "per_cpu_second": result["messages"] / cpu,
+            "split": ", ".join(f"{name} {seconds / result['messages'] * 1000:.1f}"
+                               for name, seconds in split.items())}
 
 
 def main() -> None:
@@ -183,7 +189,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"e2e_bench: {args.database}, {args.web} web + {args.workers} workers, 20 % "
           "redeliveries, every message a new customer, from its own process "
-          "(bench/loadgen.py: raw HTTP/1.1, keep-alive)")
+          "(bench/loadgen.py: raw HTTP/1.1, keep-alive); this machine's reference workload: "
+          f"{reference_ms():.0f} ms CPU")
     for workers in (int(w) for w in args.workers.split(",")):
         for rate in (int(r) for r in args.rates.split(",") if r):
             r = run_rate(args, workers, rate)  # a fresh database and Redis for each run
@@ -194,7 +201,7 @@ def main() -> None:
             r = run_saturation(args, workers)
             print(f"{workers} workers, saturation: {r['per_second']:.0f} messages/s, "
                   f"{r['cpu_ms']:.1f} ms CPU per message ({r['per_cpu_second']:.0f} messages "
-                  f"per CPU-second) | {_counts(r)}")
+                  f"per CPU-second; ms of it in {r['split']}) | {_counts(r)}")
 
 
 def _counts(r: dict) -> str:
