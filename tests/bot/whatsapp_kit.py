@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from bot.app import create_app
+from bot.core import tunables
 from bot.core.bootstrap import build_services
 from bot.core.services import Services
 from bot.core.settings import Settings
@@ -72,9 +73,13 @@ def make_settings(tmp_path: Path, database_url: str, redis_url: str, **extra) ->
 
 @contextmanager
 def running_app(services: Services) -> Iterator[str]:
-    """The real app served by uvicorn on 127.0.0.1, port 0, in a thread; yields its URL."""
+    """The real app served by uvicorn on 127.0.0.1, port 0, in a thread; yields its URL.
+    It stops as `opsbot serve` does: requests still open (a console's live stream) are cut
+    after WEB_SHUTDOWN_GRACE."""
     app = create_app(services.settings, services=services)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning",
+        timeout_graceful_shutdown=tunables.WEB_SHUTDOWN_GRACE))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -30,7 +30,8 @@ def cheap_hashes(monkeypatch):
 
 @pytest.fixture
 def console(sqlite_template, redis_url, tmp_path) -> Iterator[Api]:
-    """opsbot on SQLite with the fake Graph, Slack and Telegram APIs, served in a thread."""
+    """opsbot on SQLite with the fake Graph, Slack and Telegram APIs, served in a thread.
+    Tests ask for it before `page`, so that the page (and its live stream) closes first."""
     path = tmp_path / "opsbot.db"
     shutil.copy(sqlite_template, path)
     db = Database(f"sqlite:///{path}")
@@ -63,7 +64,7 @@ def new_task(api: Api, *, team: str = "logistics", assignee: str | None = None) 
         return task.ref
 
 
-def test_sign_in_with_password_and_code_and_a_wrong_code_refused(page, console):
+def test_sign_in_with_password_and_code_and_a_wrong_code_refused(console, page):
     person = add_person(console.db, "ines@example.com", "admin")
     page.goto(console.url + "/console/")
     page.get_by_label("Email").fill(person.email)
@@ -80,7 +81,7 @@ def test_sign_in_with_password_and_code_and_a_wrong_code_refused(page, console):
     expect(page.get_by_text("ines@example.com · admin")).to_be_visible()
 
 
-def test_enrolment_shows_a_qr_code(page, console):
+def test_enrolment_shows_a_qr_code(console, page):
     person = add_person(console.db, "sofia@example.com", "supervisor", agent="sofia",
                         teams=("sales",), enrolled=False)
     page.goto(console.url + "/console/login")
@@ -95,7 +96,7 @@ def test_enrolment_shows_a_qr_code(page, console):
     expect(page.get_by_role("heading", name="Open tasks")).to_be_visible()
 
 
-def test_board_filters(page, console):
+def test_board_filters(console, page):
     logistics, sales = new_task(console), new_task(console, team="sales", assignee="sara")
     sign_in(page, console, add_person(console.db, "ines@example.com", "admin"), shots=True)
     rows = page.locator("tr[data-ref]")
@@ -113,7 +114,7 @@ def test_board_filters(page, console):
     screenshot(page, "board")
 
 
-def test_a_task_from_a_signed_webhook_appears_without_a_reload(page, console):
+def test_a_task_from_a_signed_webhook_appears_without_a_reload(console, page):
     sign_in(page, console, add_person(console.db, "ines@example.com", "admin"))
     expect(page.locator("tr[data-ref]")).to_have_count(0)
     page.evaluate("window.notReloaded = true")
@@ -127,7 +128,7 @@ def test_a_task_from_a_signed_webhook_appears_without_a_reload(page, console):
     screenshot(page, "board-live")
 
 
-def test_a_reply_from_the_task_page_reaches_whatsapp(page, console):
+def test_a_reply_from_the_task_page_reaches_whatsapp(console, page):
     ref = new_task(console, assignee="ana")
     sign_in(page, console, add_person(console.db, "ana@example.com", "agent", agent="ana"))
     page.locator(f'tr[data-ref="{ref}"] a').click()
@@ -145,7 +146,7 @@ def test_a_reply_from_the_task_page_reaches_whatsapp(page, console):
     screenshot(page, "task")
 
 
-def test_an_agent_is_refused_a_task_of_another_team(page, console):
+def test_an_agent_is_refused_a_task_of_another_team(console, page):
     ref = new_task(console, team="sales")
     sign_in(page, console, add_person(console.db, "ana@example.com", "agent", agent="ana"))
     expect(page.locator(f'tr[data-ref="{ref}"]')).to_have_count(0)
@@ -155,7 +156,7 @@ def test_an_agent_is_refused_a_task_of_another_team(page, console):
     screenshot(page, "refused")
 
 
-def test_a_forged_post_is_refused(page, console):
+def test_a_forged_post_is_refused(console, page):
     ref = new_task(console, assignee="ana")
     sign_in(page, console, add_person(console.db, "alba@example.com", "admin", agent="alba"))
     # Another site's page posting to the console with the person's cookie but no token.
@@ -178,7 +179,7 @@ def history(api: Api) -> None:
         task.rating = 5
 
 
-def test_kpi_charts_draw_the_figures_and_the_csv_has_every_task(page, console):
+def test_kpi_charts_draw_the_figures_and_the_csv_has_every_task(console, page):
     history(console)
     sign_in(page, console, add_person(console.db, "alba@example.com", "admin", agent="alba"))
     page.get_by_role("link", name="KPIs").click()
@@ -210,7 +211,7 @@ def test_kpi_charts_draw_the_figures_and_the_csv_has_every_task(page, console):
     assert "Carmen" not in text  # no customer data in the export
 
 
-def test_every_screen_renders_for_an_admin(page, console):
+def test_every_screen_renders_for_an_admin(console, page):
     ref = new_task(console, assignee="ana")
     sign_in(page, console, add_person(console.db, "alba@example.com", "admin", agent="alba"))
     for link, heading, name in (("Agents", "Agents", "agents"),
@@ -225,7 +226,7 @@ def test_every_screen_renders_for_an_admin(page, console):
     expect(page.locator("table.audit")).to_contain_text("assign")
 
 
-def test_a_candidate_edited_on_the_rules_page_is_replayed_on_recorded_traffic(page, console):
+def test_a_candidate_edited_on_the_rules_page_is_replayed_on_recorded_traffic(console, page):
     body = whatsapp_message(wa_id="34611222333", name="Rosa Díaz", phone_id="1000000001",
                             message={"type": "text", "text": {"body": "Mi pedido no llegó"}})
     assert console.world.send.whatsapp(body).status_code == 200
