@@ -18,8 +18,6 @@ RETRY_WAITS = (2, 10, 30, 120, 600)  # seconds before retry n: five retries over
 # batches: one transaction per step, one wait for SQLite's writer lock.
 DRAIN_SECONDS = 1.0  # a drain job then makes way for the other jobs in the queue
 WAITING_TTL = 10  # seconds; a waiting drain lost with Redis blocks new requests no longer
-AT_WORK_TTL = 3.0  # seconds a drain counts as at work after its last step began (a step
-# that takes longer lets writers ask for another drain; a killed drain delays them no longer)
 EVENT_BATCH = 25  # inbound events applied per step
 OUTBOX_BATCH = 50  # outbox rows claimed (and sent after the commit) per step
 TIMER_BATCH = 500  # tasks whose timers are scheduled per step (three Redis round trips)

@@ -1,26 +1,20 @@
 """Drains: workers turn what the database says is still to do into work, in batches.
 
 Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain` after its
-commit. While a drain is at work that is one Redis look and nothing more: the drain looks
-again before it stops. Otherwise it is one SET NX and, when no drain is already waiting in
-the queue, the enqueue of one drain job (`bot.worker.entrypoints.drain`). A drain works step
-after step while there is work, for up to DRAIN_SECONDS, then makes way for the other jobs;
-a full batch asks for a second drain (another worker shares the work). A drain that stops
-says so, then looks at the database once more and asks for a drain if work is there: a
-writer that found it at work committed before that look.
-
-In ONE transaction a step records what the previous step sent, applies a batch of pending
-inbound events, claims the tasks whose timers are to schedule and a batch of outbox rows
-(the notifications it just queued among them); after the commit it sends those rows, then
-schedules those timers in Redis. On SQLite, one transaction per step means one wait for the
-writer lock; when two drains work, the sends and Redis work of one overlap the transaction
-of the other. Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
+commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
+one drain job (`bot.worker.entrypoints.drain`). A drain works step after step while there is
+work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain
+if work remains), so that every worker takes a share. In ONE transaction a step records what
+the previous step sent, applies a batch of pending inbound events, claims the tasks whose
+timers are to schedule and a batch of outbox rows (the notifications it just queued among
+them); after the commit it sends those rows, then schedules those timers in Redis. On
+SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
+work of one worker overlap the transaction of the other.
+Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
 database holds free work, and frees the rows of a job that is gone.
 
 Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
-message and per notification capped a worker at a few dozen messages per second. Why drains
-at work keep the writers from asking: when every step let them, a steady flow of messages
-made about one drain job per message, most of the job's cost being RQ's.
+message and per notification capped a worker at a few dozen messages per second.
 """
 
 from __future__ import annotations
@@ -52,9 +46,7 @@ from store.types import utcnow
 
 log = logging.getLogger(__name__)
 
-WAITING_KEY = "opsbot:drain:waiting"  # a drain job is queued and has not started
-AT_WORK_KEY = "opsbot:drain:at-work"  # a drain is at work: set at each of its steps, for
-# AT_WORK_TTL (a drain killed mid-step stops counting by itself), deleted when it stops
+WAITING_KEY = "opsbot:drain:waiting"
 WEBHOOKS_WAITING_KEY = "opsbot:webhooks:waiting"
 
 
@@ -81,24 +73,15 @@ class Drained:
 
 
 def request_drain(services: Services) -> None:
-    """Makes sure a drain runs soon: nothing to do while one is at work (it looks again
-    before it stops). Never raises: on Redis trouble it logs, and the sweeper asks again."""
-    try:
-        if not services.redis.exists(AT_WORK_KEY):
-            _enqueue_drain(services)
-    except (RedisError, OSError) as exc:
-        log.warning("drain request: Redis unavailable (%s); the sweeper will ask again", exc)
-
-
-def _enqueue_drain(services: Services) -> None:
-    """Enqueues a drain job unless one is waiting in the queue already."""
+    """Makes sure a drain runs soon. Never raises: on Redis trouble it logs, and the sweeper
+    asks again."""
     try:
         if services.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
             services.jobs.enqueue_new(DRAIN, job_id=make_job_id("drain", uuid.uuid4().hex))
-    except (RedisError, OSError):
+    except (RedisError, OSError) as exc:
+        log.warning("drain request: Redis unavailable (%s); the sweeper will ask again", exc)
         with contextlib.suppress(RedisError, OSError):  # else the key expires on its own
             services.redis.delete(WAITING_KEY)
-        raise
 
 
 def drain(services: Services) -> Drained:
@@ -115,55 +98,23 @@ def drain_for_job(services: Services) -> Drained:
 
 def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drained:
     """Works batch after batch, claimed for `owner` (a job id), while there is work and for
-    at most `seconds` (None: no limit); asks for a second drain when a batch is full, and
-    for another when it stops with work left. Never raises: what fails is logged and left for
-    later."""
+    at most `seconds` (None: no limit); asks for another drain when the last batch was full.
+    Never raises: what fails is logged and left for later."""
     deadline = None if seconds is None else time.monotonic() + seconds
     total, sends = Drained(), Sends()
-    _at_work(services, owner, started=True)
     while True:
         step, sends = _step(services, owner=owner, sends=sends)
         total.add(step)
         if not step.worked or (deadline is not None and time.monotonic() >= deadline):
             break
-        _at_work(services, owner)
-        if step.more:  # a full batch: another worker may share what remains
-            _ask(_enqueue_drain, services)
     try:
         _finish_sends(services, sends)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: cannot record %s send(s)", len(sends.sent) + len(sends.failed))
-    _ask(_off_work, services)
-    try:  # writers that found this drain at work committed before this look
-        if has_work(services):
-            request_drain(services)
-    except Exception:  # the database is down: the sweeper asks again later
-        log.exception("drain: cannot look for work left")
+    if total.more and seconds is not None:
+        request_drain(services)
     request_webhook_delivery(services)  # the changes it applied may have queued some
     return total
-
-
-def _at_work(services: Services, owner: str, *, started: bool = False) -> None:
-    """Says that a drain is at work for AT_WORK_TTL more seconds (no writer asks for a drain
-    meanwhile); a drain that `started` is no longer waiting in the queue."""
-    with services.redis.pipeline(transaction=True) as pipe:
-        pipe.set(AT_WORK_KEY, owner, px=int(tunables.AT_WORK_TTL * 1000))
-        if started:
-            pipe.delete(WAITING_KEY)
-        _ask(pipe.execute)
-
-
-def _off_work(services: Services) -> None:
-    """Writers ask for drains again (another drain still at work sets the key again)."""
-    services.redis.delete(AT_WORK_KEY)
-
-
-def _ask(call, *args) -> None:
-    """Redis calls whose failure only costs a later drain (the sweeper asks every few s)."""
-    try:
-        call(*args)
-    except (RedisError, OSError) as exc:
-        log.warning("drain: Redis unavailable (%s)", exc)
 
 
 def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:
@@ -171,6 +122,10 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     claims the tasks whose timers are to schedule and a batch of outbox rows; after the
     commit, sends those rows, then schedules those timers in Redis. Returns what it did and
     the sends still to record."""
+    try:
+        services.redis.delete(WAITING_KEY)  # from now on, new work enqueues another drain
+    except (RedisError, OSError) as exc:
+        log.warning("drain: Redis unavailable (%s)", exc)
     now, config = utcnow(), services.rules.current
     try:
         with stage("processing"), services.db.transaction() as session:

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.core import tunables
 from bot.core.jobs import Jobs, outbox_job_id
-from bot.usecases.delivery import send_claimed
 from bot.worker.drains import drain, request_drain, run_drain
 from bot.worker.process import make_worker
 from bot.worker.sweeper import TIMERS_CHECKED_KEY, sweep
@@ -67,49 +66,6 @@ def test_requests_enqueue_one_drain_until_it_starts(database_url, redis_url, tmp
     run_drain(services, owner="drain-test", seconds=0)  # a drain starts: requests count again
     request_drain(services)
     assert len(drains_queued(services)) == 2
-    services.close()
-
-
-def writes_during_a_step(services, monkeypatch, *, steps: int) -> list[int]:
-    """During each of the next `steps` drain steps, after its commit, a writer opens a task
-    and asks for a drain; returns the number of drain jobs queued just after each ask."""
-    queued = []
-
-    def writing(*args):
-        if len(queued) < steps:
-            new_task(services, sla="long")
-            request_drain(services)
-            queued.append(len(drains_queued(services)))
-        return send_claimed(*args)
-
-    monkeypatch.setattr("bot.worker.drains.send_claimed", writing)
-    return queued
-
-
-def test_a_drain_at_work_takes_what_writers_commit_meanwhile(
-    database_url, redis_url, tmp_path, monkeypatch
-):
-    services = make_services(database_url, redis_url, write_rules(tmp_path))
-    new_task(services, sla="long")
-    queued = writes_during_a_step(services, monkeypatch, steps=3)
-    done = run_drain(services, owner="drain-test", seconds=None)
-    assert queued == [0, 0, 0]  # the drain at work was enough: no job was asked for
-    assert done.timers == 4  # it took the first task and the three written meanwhile
-    assert drains_queued(services) == []  # and, stopping, found nothing left
-    request_drain(services)  # no drain at work: a request enqueues one
-    assert len(drains_queued(services)) == 1
-    services.close()
-
-
-def test_a_drain_that_stops_asks_for_what_a_writer_committed_in_its_last_step(
-    database_url, redis_url, tmp_path, monkeypatch
-):
-    services = make_services(database_url, redis_url, write_rules(tmp_path))
-    new_task(services, sla="long")
-    queued = writes_during_a_step(services, monkeypatch, steps=1)
-    run_drain(services, owner="drain-test", seconds=0)  # one step, then it stops
-    assert queued == [0]  # the writer found the drain at work and asked for nothing
-    assert len(drains_queued(services)) == 1  # the stopping drain's last look asked for it
     services.close()
 
 
