@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from bot.api.auth import Caller, require, services_of
@@ -115,11 +115,20 @@ class ContactExport(BaseModel):
     audit_events: list[dict[str, Any]]
 
 
+def _said(text: str) -> str:
+    """`text` without the whitespace around it, refused when nothing is left. Python's
+    `str.strip`, as the store reads a reason: pydantic's own strip keeps the ASCII separators
+    (\x1c-\x1f), which then reached the store as an empty reason (a 500)."""
+    if not text.strip():
+        raise ValueError("must say something, not only blanks")
+    return text.strip()
+
+
 class ErasureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500,
-                                             strip_whitespace=True)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500),
+                      AfterValidator(_said)]
 
 
 @router.get("/contacts/{wa_id}/export", response_model=ContactExport)

@@ -115,3 +115,11 @@ def test_an_access_then_an_erasure_request_through_the_api(api):
     assert event.actor == "api:dpo" and event.details["reason"] == request["reason"]
     assert_problem(api.call("GET", f"/contacts/{WA_ID}", crm), 404)
     assert_problem(api.call("POST", f"/contacts/{WA_ID}/erase", dpo, json=request), 404)
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "\x1f", "\x1c \t"])
+def test_an_erasure_without_a_reason_is_422_and_erases_nothing(api, reason):
+    dpo = api.key("dpo", scopes=["contacts:admin"])
+    refused = api.call("POST", f"/contacts/{WA_ID}/erase", dpo, json={"reason": reason})
+    assert_problem(refused, 422)
+    assert api.call("GET", f"/contacts/{WA_ID}/export", dpo).status_code == 200
