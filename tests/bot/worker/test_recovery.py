@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
-from bot.worker.sweeper import sweep
+from bot.worker.sweeper import ALIVE_KEY, sweep
 from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
 from store.events import Audit
@@ -121,21 +121,24 @@ def test_killed_workers_lose_nothing(database_url, redis_url, tmp_path, monkeypa
             monkeypatch.setenv(name, value)
         services = make_services(database_url, redis_url, rules)
         task_id = new_task(services, accept=False, sla="long")
-        request_drain(services)
         with services.db.transaction() as session:
             outbox_id = session.scalar(select(OutboxMessage.id).where(
                 OutboxMessage.task_id == task_id, OutboxMessage.kind == "assigned"))  # fmt: skip
-        deliverer = start_worker(env, tmp_path / "deliverer.log", processes)
+        # Both workers are up before anything starts: the 8 s Slack call is the window in
+        # which both must be killed, and a worker still starting could let it close.
+        workers = [start_worker(env, tmp_path / f"worker-{n}.log", processes) for n in (1, 2)]
+        wait_for(lambda: len(list(services.redis.scan_iter(ALIVE_KEY.format("*")))) == 2, 30,
+                 "both workers up")
+        request_drain(services)
         wait_for(lambda: claimed(services, outbox_id), 20, "delivery started")
 
         event_id = store_message(services, "hola, ¿dónde está mi pedido?")
         with events_locked(database_url):
-            request_drain(services)
-            processor = start_worker(env, tmp_path / "processor.log", processes)
+            request_drain(services)  # the other worker: its drain waits for the lock
             wait_for(lambda: len(started_drains(services)) == 2, 20, "processing")
             time.sleep(0.5)
-            kill_group(deliverer)  # still inside its first 8 s Slack call
-            kill_group(processor)  # still waiting for the lock
+            for worker in workers:  # one inside its 8 s Slack call, one waiting for the lock
+                kill_group(worker)
         slack.delay = 0
 
         rescuer = start_worker(env, tmp_path / "rescuer.log", processes)
