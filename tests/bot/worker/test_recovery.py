@@ -17,12 +17,13 @@ from sqlalchemy.engine import make_url
 
 from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
-from bot.worker.sweeper import ALIVE_KEY, sweep
+from bot.worker.sweeper import sweep
 from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
 from store.events import Audit
 from store.inbound import insert_events
 from store.models import EventStatus, InboundEvent, OutboxMessage, OutboxStatus, Task
+from tests.bot.cli.test_run_scaled import wait_workers
 from tests.bot.workers_support import (
     events_of,
     make_services,
@@ -127,8 +128,7 @@ def test_killed_workers_lose_nothing(database_url, redis_url, tmp_path, monkeypa
         # Both workers are up before anything starts: the 8 s Slack call is the window in
         # which both must be killed, and a worker still starting could let it close.
         workers = [start_worker(env, tmp_path / f"worker-{n}.log", processes) for n in (1, 2)]
-        wait_for(lambda: len(list(services.redis.scan_iter(ALIVE_KEY.format("*")))) == 2, 30,
-                 "both workers up")
+        wait_workers(redis_url, 2)
         request_drain(services)
         wait_for(lambda: claimed(services, outbox_id), 20, "delivery started")
 
