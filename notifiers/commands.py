@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifiers.channels import Channel
@@ -59,18 +58,15 @@ def run_command(
 ) -> CommandResult:
     """Runs one agent command and returns the answer for the agent.
 
-    A replayed `dedupe_key` returns `duplicate=True` and changes nothing. Refusals (unknown
-    user, not allowed) are audited as `denied`. Never raises DomainError: it becomes the text.
+    A replayed `dedupe_key` returns `duplicate=True` and changes nothing (a concurrent
+    delivery of the key too, once the first one commits). Refusals (unknown user, not
+    allowed) are audited as `denied`. Never raises DomainError: it becomes the text.
     """
     try:
         with db.transaction() as session:
             if request.dedupe_key and not _claim(session, request, now):
                 return CommandResult("", duplicate=True)
             return _answer(session, config, request, now=now, assign=assign)
-    except IntegrityError as exc:
-        if "inbound_events" not in str(exc.orig):
-            raise
-        return CommandResult("", duplicate=True)  # a concurrent delivery of the key won
     except ConcurrentUpdate as exc:
         return CommandResult(str(exc), ok=False)
 

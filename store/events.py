@@ -72,11 +72,16 @@ def record_event(
     must be in the database already (it is once it has an id).
 
     The row is written at once with a plain INSERT: events are never changed afterwards, and
-    the ORM's unit of work would cost several times more per event.
+    the ORM's unit of work would cost several times more per event. The task's fact is kept
+    before the chain's head is looked up: that look-up flushes the task, so a task the event's
+    change left dirty takes the fact in that UPDATE rather than in one more.
     """
     task_id = task.id if task is not None else None
     stored = encode_details(details or {}, task=task)
     at = at or utcnow()
+    if task_id is not None:
+        note_task_fact(session, task=task, actor=actor, action=action, details=details or {},
+                       at=at)
     prev_hash = _chain_head(session, task_id)
     own = event_hash(task_id=task_id, actor=actor, action=action, from_status=from_status,
                      to_status=to_status, details_text=stored, at=at, prev_hash=prev_hash)
@@ -85,9 +90,6 @@ def record_event(
               "hash": own}
     inserted = session.connection().execute(_insert_event(), values)
     _heads(session)[task_id] = own
-    if task_id is not None:
-        note_task_fact(session, task=task, actor=actor, action=action, details=details or {},
-                       at=at)
     queue_for_event(session, task=task, actor=actor, action=action, from_status=from_status,
                     to_status=to_status, details=details or {}, at=at,
                     event_id=inserted.inserted_primary_key[0])

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from store.keys import blind_index
 from store.models import EventStatus, InboundEvent
+from store.rows import insert_row
 from store.types import utcnow
 from store.upsert import insert_ignore
 
@@ -142,15 +143,12 @@ def record_command_delivery(
     """Stores one delivery of an agent command (already processed) under its provider key.
 
     Returns False, storing nothing, when (`channel`, `key`) was stored before: a provider
-    retry. A concurrent delivery of the same key makes the flush raise IntegrityError.
+    retry. One INSERT that skips a stored key (no look-up first, no unit-of-work flush); a
+    concurrent delivery of the same key waits for the first one's transaction, and is a
+    retry once that commits.
     """
-    seen = select(InboundEvent.id).where(
-        InboundEvent.provider == channel, InboundEvent.provider_event_id == key)
-    if session.scalar(seen) is not None:
-        return False
-    session.add(InboundEvent(
-        provider=channel, provider_event_id=key, kind="command",
-        contact_key=f"{channel}:{user_id}", occurred_at=now, raw_body=text.encode(),
-        received_at=now, status=EventStatus.PROCESSED, dispatched_at=now, processed_at=now))
-    session.flush()
-    return True
+    return insert_row(session, InboundEvent, {
+        "provider": channel, "provider_event_id": key, "kind": "command",
+        "contact_key": f"{channel}:{user_id}", "occurred_at": now, "raw_body": text.encode(),
+        "received_at": now, "status": EventStatus.PROCESSED, "dispatched_at": now,
+        "processed_at": now}, skip_conflict=True) is not None

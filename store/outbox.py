@@ -2,9 +2,10 @@
 
 from collections.abc import Collection
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from store.contacts import data_key_of
@@ -99,8 +100,14 @@ def queued_since(session: Session, *, key_prefix: str, since: datetime) -> bool:
 
 
 def _queued(session: Session, dedupe_key: str) -> bool:
-    exists = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
-    return session.scalar(exists) is not None
+    return session.scalar(_queued_query(), {"dedupe_key": dedupe_key}) is not None
+
+
+# Built once, as the card query below: each card update and reply of an agent's command runs
+# them, and building one cost about as much as running it.
+@cache
+def _queued_query() -> Select:
+    return select(OutboxMessage.id).where(OutboxMessage.dedupe_key == bindparam("dedupe_key"))
 
 
 def list_delivered_cards(
@@ -108,14 +115,19 @@ def list_delivered_cards(
 ) -> list[OutboxMessage]:
     """The messages about `task_id` sent on `channels` that the channel gave an id to (so they
     can be edited), oldest first, leaving out those of `exclude_kinds` (edits of cards)."""
-    query = select(OutboxMessage).where(
-        OutboxMessage.task_id == task_id,
-        OutboxMessage.channel.in_(list(channels)),
+    values = {"task_id": task_id, "channels": list(channels), "exclude_kinds": list(exclude_kinds)}
+    return list(session.scalars(_delivered_cards_query(), values))
+
+
+@cache
+def _delivered_cards_query() -> Select:
+    return select(OutboxMessage).where(
+        OutboxMessage.task_id == bindparam("task_id"),
+        OutboxMessage.channel.in_(bindparam("channels", expanding=True)),
         OutboxMessage.status == OutboxStatus.SENT,
-        OutboxMessage.kind.not_in(list(exclude_kinds)),
+        OutboxMessage.kind.not_in(bindparam("exclude_kinds", expanding=True)),
         OutboxMessage.provider_message_id.is_not(None),
-    )
-    return list(session.scalars(query.order_by(OutboxMessage.id)))
+    ).order_by(OutboxMessage.id)
 
 
 def mark_outbox_sent(session: Session, *, rows: list[dict[str, Any]]) -> None:

@@ -36,13 +36,18 @@ def parse_ref(ref: str | int) -> int:
 
 def get_task(session: Session, *, ref: str | int, for_update: bool = False) -> Task:
     """The task with this ref. Raises NotFound with a sentence naming the ref."""
-    query = select(Task).where(Task.id == parse_ref(ref))
-    if for_update:
-        query = query.with_for_update(of=Task)
-    task = session.scalars(query).first()
+    number = parse_ref(ref)
+    task = session.scalars(_task_query(for_update), {"task_id": number}).first()
     if task is None:
-        raise NotFound(f"There is no task T-{parse_ref(ref)}")
+        raise NotFound(f"There is no task T-{number}")
     return task
+
+
+@cache
+def _task_query(for_update: bool) -> Select:
+    """Built once: every agent command looks its task up."""
+    query = select(Task).where(Task.id == bindparam("task_id"))
+    return query.with_for_update(of=Task) if for_update else query
 
 
 def list_tasks(

@@ -129,10 +129,15 @@ def _enabled_endpoints(session: Session) -> list[tuple[int, list[str]]]:
     after a subscription is missed."""
     cached = per_transaction(session, _ENDPOINTS)
     if "enabled" not in cached:
-        query = (select(WebhookEndpoint.id, WebhookEndpoint.events)
-                 .where(WebhookEndpoint.disabled_at.is_(None)).order_by(WebhookEndpoint.id))
-        cached["enabled"] = [(e.id, e.events) for e in session.execute(query)]
+        cached["enabled"] = [(e.id, e.events) for e in session.execute(_enabled_query())]
     return cached["enabled"]
+
+
+@cache
+def _enabled_query() -> Select:
+    """Built once: every transaction that writes an audit event runs it."""
+    return (select(WebhookEndpoint.id, WebhookEndpoint.events)
+            .where(WebhookEndpoint.disabled_at.is_(None)).order_by(WebhookEndpoint.id))
 
 
 # --- queueing ---------------------------------------------------------------------------------
