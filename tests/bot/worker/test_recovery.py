@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bot.core import tunables
 from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
 from bot.worker.sweeper import sweep
@@ -174,9 +176,14 @@ def _done(services, event_id: int, outbox_id: int) -> bool:
         return event.status == EventStatus.PROCESSED and row.status == OutboxStatus.SENT
 
 
-def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp_path):
+def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp_path,
+                                                   monkeypatch):
     """Pending timers and outbox rows survive a FLUSHDB: the sweeper re-drives them from
     the database and each fires once."""
+    # A short grace: the workers must be running before the 50 % reminder's 4 s are up and
+    # the 75 % one's 6 s (a plan made later sends only the latest reminder), however slow
+    # the machine.
+    monkeypatch.setattr(tunables, "GRACE", timedelta(seconds=2))
     services = make_services(database_url, redis_url, write_rules(tmp_path))
     # answered: only the resolution reminders, at 4 s and 6 s
     task_id = new_task(services, sla="normal", accept=True, answered=True)
@@ -188,7 +195,7 @@ def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp
 
     report = sweep(services)
     assert len(report.timers) == 3  # the outbox rows wait GRACE before they count as lost
-    time.sleep(5)  # sweeper.GRACE
+    time.sleep(2)  # tunables.GRACE
     assert sorted(sweep(services).outbox) == sorted(pending)
 
     work_until(services, lambda: bool(events_of(services, task_id, Audit.ESCALATED)), timeout=15)
