@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -95,8 +97,12 @@ class Deployment:
 @contextmanager
 def deploy(rules: str, *, database: str = "sqlite", web: int = 1,
            workers: int = 2) -> Iterator[Deployment]:
-    """Runs `web` web processes and `workers` workers with `rules`, until the block ends."""
+    """Runs `web` web processes and `workers` workers with `rules`, until the block ends
+    (also when the bench is stopped with SIGTERM: left running, they would take the next
+    bench's jobs from the same Redis database)."""
     with ExitStack() as stack:
+        previous = signal.signal(signal.SIGTERM, _stopped)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsbot-bench-")))
         (workdir / "rules.yaml").write_text(rules)
         graph = stack.enter_context(FakeGraph())
@@ -188,6 +194,10 @@ def _tree_cpu(process: psutil.Process, *, children: bool) -> float:
         return own
     return (own + times.children_user + times.children_system
             + sum(_tree_cpu(c, children=True) for c in _children(process)))
+
+
+def _stopped(signum: int, _frame) -> None:
+    sys.exit(128 + signum)  # unwinds the deployment's ExitStack: its processes stop
 
 
 def reference_ms() -> float:
