@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from slack_sdk import WebClient
@@ -128,9 +130,14 @@ class SlackSender:
     # user id -> DM channel id: conversations.open answers the same channel every time
     dm_channels: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
+    @cached_property
     def client(self) -> WebClient:
-        """A Web API client for this token and host (built per call: nothing at import)."""
-        return WebClient(token=self.token, base_url=web_api_url(self.base_url))
+        """The Web API client for this token and host, one for the sender's life (it keeps no
+        state between calls). Its TLS context is made once: without one, slack_sdk's urllib
+        builds a default context for every call to an https host, loading the CA bundle
+        again (~30 ms of CPU a call)."""
+        return WebClient(token=self.token, base_url=web_api_url(self.base_url),
+                         ssl=ssl.create_default_context())
 
     def send(self, recipient: Recipient, card: Notification) -> CardRef:
         """Posts `card` to the user's DM (or to the team channel); returns (channel id, ts).
@@ -139,7 +146,7 @@ class SlackSender:
         """
         if not recipient.address:
             raise PermanentDeliveryError("no Slack user or channel to post to")
-        web = self.client()
+        web = self.client
         try:
             with _translated_errors():
                 where = recipient.address if recipient.team else self._dm(web, recipient.address)
@@ -159,7 +166,7 @@ class SlackSender:
     def update(self, ref: CardRef, card: Notification) -> None:
         """Replaces the card posted as `ref` (channel id, ts). Raises like `send`."""
         with _translated_errors():
-            self.client().chat_update(channel=ref.chat, ts=ref.message, **render_slack(card))
+            self.client.chat_update(channel=ref.chat, ts=ref.message, **render_slack(card))
 
 
 @contextmanager
