@@ -1,5 +1,6 @@
 """Agent command deliveries: each provider key is stored once, already processed."""
 
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -35,3 +36,24 @@ def test_a_key_recorded_by_an_earlier_transaction_is_a_replay(db):
         assert record(session, "update-9", channel="telegram") is True
     with db.transaction() as session:
         assert record(session, "update-9", channel="telegram") is False
+
+
+def test_a_concurrent_delivery_of_the_key_waits_and_is_a_replay(db):
+    # The second transaction's INSERT waits for the first one's (PostgreSQL: on the unique
+    # key; SQLite: for the writer) and, once it commits, skips the key: no IntegrityError.
+    first_inserted, outcome = threading.Event(), []
+
+    def second() -> None:
+        first_inserted.wait(timeout=10)
+        with db.transaction() as session:
+            outcome.append(record(session, "trigger-7"))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with db.transaction() as session:
+        assert record(session, "trigger-7") is True
+        first_inserted.set()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # waiting for this transaction
+    thread.join(timeout=10)
+    assert outcome == [False]
