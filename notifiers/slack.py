@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from slack_sdk import WebClient
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from notifiers.channels import CardRef, Channel, Recipient
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
@@ -131,13 +133,13 @@ class SlackSender:
     dm_channels: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
-    def client(self) -> WebClient:
-        """The Web API client for this token and host, one for the sender's life (it keeps no
-        state between calls). Its TLS context is made once: without one, slack_sdk's urllib
-        builds a default context for every call to an https host, loading the CA bundle
-        again (~30 ms of CPU a call)."""
-        return WebClient(token=self.token, base_url=web_api_url(self.base_url),
-                         ssl=ssl.create_default_context())
+    def client(self) -> _LoopClient:
+        """The Web API client for this token and host, one for the sender's life: slack_sdk's
+        AsyncWebClient on an aiohttp session that keeps its connections (and, on https, its
+        TLS sessions) open. The sync WebClient's urllib opened a new connection, built a new
+        opener and, on https, made a new TLS handshake for every call: 1.2 ms of CPU a call
+        against a local plain-HTTP fake, 0.7 ms this way."""
+        return _LoopClient(token=self.token, base_url=web_api_url(self.base_url))
 
     def send(self, recipient: Recipient, card: Notification) -> CardRef:
         """Posts `card` to the user's DM (or to the team channel); returns (channel id, ts).
@@ -150,23 +152,44 @@ class SlackSender:
         try:
             with _translated_errors():
                 where = recipient.address if recipient.team else self._dm(web, recipient.address)
-                posted = web.chat_postMessage(channel=where, **render_slack(card))
+                posted = web.call(web.api.chat_postMessage(channel=where, **render_slack(card)))
         except (PermanentDeliveryError, TransientDeliveryError):
             if not recipient.team:
                 self.dm_channels.pop(recipient.address, None)  # the next attempt opens it again
             raise
         return CardRef(chat=str(posted["channel"]), message=str(posted["ts"]))
 
-    def _dm(self, web: WebClient, user: str) -> str:
+    def _dm(self, web: _LoopClient, user: str) -> str:
         """The DM channel id of `user`, opened once per sender."""
         if user not in self.dm_channels:
-            self.dm_channels[user] = web.conversations_open(users=user)["channel"]["id"]
+            opened = web.call(web.api.conversations_open(users=user))
+            self.dm_channels[user] = opened["channel"]["id"]
         return self.dm_channels[user]
 
     def update(self, ref: CardRef, card: Notification) -> None:
         """Replaces the card posted as `ref` (channel id, ts). Raises like `send`."""
+        web = self.client
         with _translated_errors():
-            self.client.chat_update(channel=ref.chat, ts=ref.message, **render_slack(card))
+            web.call(web.api.chat_update(channel=ref.chat, ts=ref.message, **render_slack(card)))
+
+
+class _LoopClient:
+    """An AsyncWebClient for a sync caller: its calls run on an event loop of its own, on a
+    daemon thread, where its aiohttp session lives."""
+
+    def __init__(self, *, token: str, base_url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="opsbot-slack", daemon=True).start()
+        self.api = AsyncWebClient(token=token, base_url=base_url,
+                                  session=self.call(_new_session()))
+
+    def call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Runs `coroutine` on the client's loop; returns its result or raises its error."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+async def _new_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession()  # made on the loop that will use it
 
 
 @contextmanager
@@ -176,7 +199,7 @@ def _translated_errors() -> Iterator[None]:
         yield
     except SlackApiError as error:
         raise _from_api_error(error) from error
-    except (SlackClientError, OSError) as error:
+    except (SlackClientError, aiohttp.ClientError, OSError) as error:
         raise TransientDeliveryError(f"Slack unreachable: {error}") from error
 
 

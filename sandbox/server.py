@@ -129,6 +129,12 @@ class FakeServer:
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://127.0.0.1:{self._httpd.server_port}"
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections clients opened so far (a client that keeps them alive opens
+        one for many requests)."""
+        return self._httpd.connections_opened if self._httpd is not None else 0
+
     # recording -----------------------------------------------------------------------------
 
     @property
@@ -230,6 +236,7 @@ class _Httpd(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.fake = fake
         self.open_connections: set[socket.socket] = set()
+        self.connections_opened = 0
         self.connections_lock = threading.Lock()
 
     def close_connections(self) -> None:
@@ -250,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
+            self.server.connections_opened += 1
 
     def finish(self) -> None:
         with self.server.connections_lock:

@@ -130,6 +130,19 @@ def _delivered_cards_query() -> Select:
     ).order_by(OutboxMessage.id)
 
 
+def list_posted(session: Session, *, ids: Collection[int]) -> list[tuple[int, str, str, str]]:
+    """(id, channel, provider chat id, provider message id) of the rows among `ids` that the
+    channel gave ids to: where those messages can be edited. One query, no payload read."""
+    if not ids:
+        return []
+    columns = (OutboxMessage.id, OutboxMessage.channel, OutboxMessage.provider_chat_id,
+               OutboxMessage.provider_message_id)
+    query = select(*columns).where(OutboxMessage.id.in_(list(ids)),
+                                   OutboxMessage.provider_chat_id.is_not(None),
+                                   OutboxMessage.provider_message_id.is_not(None))
+    return [tuple(row) for row in session.execute(query)]
+
+
 def mark_outbox_sent(session: Session, *, rows: list[dict[str, Any]]) -> None:
     """Records sent rows: each dict holds the row's `id` and its new column values (status,
     sent_at, attempts, provider ids…), written by primary key in one executemany."""

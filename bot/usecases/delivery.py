@@ -40,7 +40,7 @@ from store.contacts import reply_window_closes
 from store.db import Database
 from store.events import Audit, record_event
 from store.models import Contact, Message, OutboxMessage, OutboxStatus, SurveyStatus, Task
-from store.outbox import CUSTOMER_CHANNEL, mark_outbox_sent
+from store.outbox import CUSTOMER_CHANNEL, list_posted, mark_outbox_sent
 from store.surveys import SURVEY_KIND, mark_survey_unsent
 from store.tasks import record_first_response
 from store.types import utcnow
@@ -85,6 +85,14 @@ class _Reschedule(Exception):
         self.seconds = seconds
 
 
+@dataclass(frozen=True)
+class PostedCard:
+    """Where a card was posted: its channel and the channel's ids of it."""
+
+    channel: str
+    ref: CardRef
+
+
 @dataclass
 class Sends:
     """What sending claimed rows did, still to record (`record_sends`): until then the rows
@@ -97,23 +105,29 @@ class Sends:
         return bool(self.sent or self.failed)
 
 
-def send_claimed(db: Database, outlets: Outlets, rows: list[OutboxMessage]) -> Sends:
-    """Sends each claimed row once; returns what to record (a drain records it in its next
-    transaction)."""
-    sends, sent_ids = Sends(), set()
+def send_claimed(db: Database, outlets: Outlets, rows: list[OutboxMessage],
+                 posted: dict[int, PostedCard]) -> Sends:
+    """Sends each claimed row once, a card update to the card in `posted` (`posted_cards`,
+    read in the claim's transaction: cards are updated once recorded as delivered); returns
+    what to record (a drain records it in its next transaction)."""
+    sends = Sends()
     for row in rows:
-        if row.kind == NotificationKind.CARD_UPDATE and row.payload.get("card_id") in sent_ids:
-            _record_sent(db, sends.sent)  # the update reads the card's ids from its row
-            sends.sent, sent_ids = [], set()
         try:
-            chat_id, message_id = _send_once(db, outlets, row)
+            chat_id, message_id = _send_once(db, outlets, row, posted)
         except Exception as exc:  # the row's own job retries, waits or falls back
             log.info("outbox %s: %s; handing it to its own job", row.id, exc)
             sends.failed.append(row.id)
             continue
         sends.sent.append(_sent_values(row, chat_id=chat_id, message_id=message_id))
-        sent_ids.add(row.id)
     return sends
+
+
+def posted_cards(session: Session, rows: list[OutboxMessage]) -> dict[int, PostedCard]:
+    """Where each card that the card updates among `rows` replace was posted, by the card's
+    row id (one query; a card not delivered yet is left out)."""
+    ids = {row.payload["card_id"] for row in rows if row.kind == NotificationKind.CARD_UPDATE}
+    return {card_id: PostedCard(channel, CardRef(chat, message))
+            for card_id, channel, chat, message in list_posted(session, ids=ids)}
 
 
 def record_sends(session: Session, sends: Sends, *, now: datetime) -> list[int]:
@@ -130,10 +144,11 @@ def deliver_outbox(db: Database, outlets: Outlets, outbox_id: int) -> Delivered:
     job should be retried later."""
     with db.transaction(readonly=True) as session:
         row = session.get(OutboxMessage, outbox_id)
+        posted = posted_cards(session, [row]) if row is not None else {}
     if row is None or row.status != OutboxStatus.PENDING:
         return Delivered(DeliveryOutcome.SKIPPED)
     try:
-        chat_id, message_id = _send_with_retries(db, outlets, row)
+        chat_id, message_id = _send_with_retries(db, outlets, row, posted)
     except _Reschedule as wait:
         at = utcnow() + timedelta(seconds=wait.seconds)
         with db.transaction() as session:
@@ -150,12 +165,12 @@ def deliver_outbox(db: Database, outlets: Outlets, outbox_id: int) -> Delivered:
     return Delivered(DeliveryOutcome.SENT)
 
 
-def _send_with_retries(db: Database, outlets: Outlets,
-                       row: OutboxMessage) -> tuple[str | None, str | None]:
+def _send_with_retries(db: Database, outlets: Outlets, row: OutboxMessage,
+                       posted: dict[int, PostedCard]) -> tuple[str | None, str | None]:
     waits, rate_waits = list(tunables.BACKOFF), 0
     while True:
         try:
-            return _send_once(db, outlets, row)
+            return _send_once(db, outlets, row, posted)
         except TransientDeliveryError as exc:
             if exc.retry_after is not None:
                 if exc.retry_after > tunables.MAX_WAIT or rate_waits >= tunables.MAX_RATE_WAITS:
@@ -168,12 +183,12 @@ def _send_with_retries(db: Database, outlets: Outlets,
                 raise
 
 
-def _send_once(db: Database, outlets: Outlets,
-               row: OutboxMessage) -> tuple[str | None, str | None]:
+def _send_once(db: Database, outlets: Outlets, row: OutboxMessage,
+               posted: dict[int, PostedCard]) -> tuple[str | None, str | None]:
     if row.channel == CUSTOMER_CHANNEL:  # the customer's number stays sealed in the payload
         return None, _whatsapp(db, outlets, row)
     if row.kind == NotificationKind.CARD_UPDATE:
-        return _update_card(db, outlets, row)
+        return _update_card(outlets, row, posted)
     notification = _card(outlets, row)
     recipient = card_recipient(row.payload, channel=row.channel)
     ref = _agent_channel(outlets, row.channel).send(recipient, notification)
@@ -193,15 +208,13 @@ def _whatsapp(db: Database, outlets: Outlets, row: OutboxMessage) -> str | None:
         raise TransientDeliveryError(f"WhatsApp: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _update_card(db: Database, outlets: Outlets,
-                 row: OutboxMessage) -> tuple[str | None, str | None]:
-    with db.transaction(readonly=True) as session:
-        card = session.get(OutboxMessage, row.payload["card_id"])
-    if card is None or not card.provider_message_id or not card.provider_chat_id:
+def _update_card(outlets: Outlets, row: OutboxMessage,
+                 posted: dict[int, PostedCard]) -> tuple[str | None, str | None]:
+    card = posted.get(row.payload["card_id"])
+    if card is None:
         raise PermanentDeliveryError("the card to update was never delivered")
-    ref = CardRef(card.provider_chat_id, card.provider_message_id)
-    _agent_channel(outlets, card.channel).update(ref, _card(outlets, row))
-    return ref.chat, ref.message
+    _agent_channel(outlets, card.channel).update(card.ref, _card(outlets, row))
+    return card.ref.chat, card.ref.message
 
 
 def _card(outlets: Outlets, row: OutboxMessage) -> Notification:

@@ -32,7 +32,7 @@ from rq import get_current_job
 from bot.core import tunables
 from bot.core.jobs import DELIVER_WEBHOOKS, DRAIN, make_job_id
 from bot.core.services import Services
-from bot.usecases.delivery import Sends, record_sends, send_claimed
+from bot.usecases.delivery import Sends, posted_cards, record_sends, send_claimed
 from bot.usecases.escalation import settle_pauses
 from bot.usecases.messages import apply_pending
 from bot.usecases.webhooks_out import deliver_due, free_lost_claims, has_due
@@ -134,6 +134,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
             timers = claim_tasks_to_schedule(session, limit=tunables.TIMER_BATCH)
             settle_pauses(session, config, timers)
             rows = claim_outbox(session, owner=owner, limit=tunables.OUTBOX_BATCH, now=now)
+            posted = posted_cards(session, rows)
     except Exception:  # the database is down: the sweeper asks again later
         log.exception("drain: the transaction failed; its work stays for a later drain")
         return Drained(), sends
@@ -141,7 +142,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     schedule_event_retries(services.jobs, applied.retries, now)
     try:
         with stage("delivery"):
-            sent = send_claimed(services.db, outlets_of(services), rows)
+            sent = send_claimed(services.db, outlets_of(services), rows, posted)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: sending failed")
         sent = Sends()
