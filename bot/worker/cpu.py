@@ -2,9 +2,11 @@
 
 A worker's main thread runs the jobs: it charges the thread's CPU time (`time.thread_time`)
 to the stage it is in (processing, delivery, timers, webhooks), a nested stage pausing the one
-around it; the keeper threads charge theirs to `upkeep`. The heartbeat publishes the totals,
-with the whole process's CPU time, in the Redis hash `opsbot:cpu:<worker name>` (it expires
-with the alive key), so an operator or `bench/capacity_bench.py` can see where the CPU goes.
+around it; the keeper threads charge theirs to `upkeep`, and the Slack sender's event loop
+thread (`notifiers.slack`), which makes the sends' calls, counts as `delivery`. The heartbeat
+publishes the totals, with the whole process's CPU time, in the Redis hash
+`opsbot:cpu:<worker name>` (it expires with the alive key), so an operator or
+`bench/capacity_bench.py` can see where the CPU goes.
 What no stage claims (RQ dequeuing a job, saving its result, drain requests) is the process's
 time minus the stages'.
 """
@@ -15,6 +17,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from notifiers.slack import LOOP_THREAD
 
 CPU_KEY = "opsbot:cpu:{}"
 STAGES = ("processing", "delivery", "timers", "webhooks", "upkeep")
@@ -42,7 +46,10 @@ class StageClock:
     def snapshot(self) -> dict[str, float]:
         """The totals so far, with `process`: the whole process's CPU time (every thread)."""
         with self._lock:
-            return {**self.totals, "process": time.process_time()}
+            totals = {**self.totals, "process": time.process_time()}
+        totals["delivery"] += sum(_cpu_time(thread) for thread in threading.enumerate()
+                                  if thread.name == LOOP_THREAD)
+        return totals
 
     def _stack(self) -> list[str]:
         if not hasattr(self._local, "stack"):
@@ -55,6 +62,14 @@ class StageClock:
             with self._lock:
                 self.totals[stack[-1]] += now - self._local.mark
         self._local.mark = now
+
+
+def _cpu_time(thread: threading.Thread) -> float:
+    """The CPU time `thread` has used (0 once it has ended)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident or 0))
+    except (OSError, ValueError):
+        return 0.0
 
 
 CLOCK = StageClock()

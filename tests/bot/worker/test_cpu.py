@@ -4,6 +4,7 @@ import threading
 import time
 
 from bot.worker.cpu import STAGES, StageClock
+from notifiers.slack import LOOP_THREAD
 
 
 def spin(seconds: float) -> None:
@@ -43,3 +44,22 @@ def test_threads_keep_their_own_stages_and_a_snapshot_adds_the_process_time():
     assert 0.05 <= snapshot["upkeep"] < 0.07
     assert snapshot["timers"] < 0.02
     assert snapshot["process"] >= snapshot["upkeep"]
+
+
+def test_the_slack_senders_loop_thread_counts_as_delivery():
+    clock = StageClock()
+    spun, done = threading.Event(), threading.Event()
+
+    def loop() -> None:  # the sender's event loop makes the Slack calls on its own thread
+        spin(0.05)
+        spun.set()
+        done.wait()
+
+    thread = threading.Thread(target=loop, name=LOOP_THREAD)
+    thread.start()
+    try:
+        spun.wait()
+        assert 0.05 <= clock.snapshot()["delivery"] < 0.07
+    finally:
+        done.set()
+        thread.join()
