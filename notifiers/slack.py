@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import weakref
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,8 +182,9 @@ class _LoopClient:
     def __init__(self, *, token: str, base_url: str) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name=LOOP_THREAD, daemon=True).start()
-        self.api = AsyncWebClient(token=token, base_url=base_url,
-                                  session=self.call(_new_session()))
+        session = self.call(_new_session())
+        self.api = AsyncWebClient(token=token, base_url=base_url, session=session)
+        weakref.finalize(self, _close, self.loop, session)  # also when the process exits
 
     def call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Runs `coroutine` on the client's loop; returns its result or raises its error."""
@@ -191,6 +193,13 @@ class _LoopClient:
 
 async def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession()  # made on the loop that will use it
+
+
+def _close(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+    """Closes the session's connections, then stops its loop (and so its thread)."""
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
 
 
 @contextmanager

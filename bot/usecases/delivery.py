@@ -264,7 +264,7 @@ def send_customer_message(db: Database, outlets: Outlets, outbox: OutboxMessage)
 
 
 def _plan(db: Database, outbox: OutboxMessage, *, now: datetime) -> _CustomerSend:
-    with db.transaction() as session:
+    with db.transaction(readonly=True) as session:  # on SQLite, no wait for the writer
         message_id = (outbox.payload or {}).get("message_id")
         message = session.get(Message, message_id) if message_id else None
         contact = session.get(Contact, outbox.contact_id) if outbox.contact_id else None
