@@ -20,21 +20,6 @@ Claimable = type[InboundEvent] | type[OutboxMessage]
 _PENDING = {InboundEvent: EventStatus.PENDING, OutboxMessage: OutboxStatus.PENDING}
 
 
-def claim_pending(session: Session, model: Claimable, *, owner: str, limit: int,
-                  now: datetime) -> list[int]:
-    """Claims up to `limit` pending rows that nobody holds (or that `owner` held before it
-    was restarted) and that are due at `now`, oldest first; returns their ids in that
-    order."""
-    free = or_(model.dispatched_at.is_(None), model.claimed_by == owner)
-    ids = list(session.scalars(
-        select(model.id).where(model.status == _PENDING[model], free, *_due(model, now))
-        .order_by(model.id).limit(limit).with_for_update(skip_locked=True)
-    ))
-    if ids:
-        hand_over(session, model, ids, owner=owner, now=now)
-    return ids
-
-
 def hand_over(session: Session, model: Claimable, ids: Sequence[int], *, owner: str,
               now: datetime) -> None:
     """Records `owner` (a job) as the holder of these rows, e.g. a retry job of one row."""
@@ -89,13 +74,22 @@ def _due(model: Claimable, now: datetime) -> tuple[ColumnElement[bool], ...]:
 
 def claim_outbox(session: Session, *, owner: str, limit: int,
                  now: datetime) -> list[OutboxMessage]:
-    """Claims up to `limit` free outbox rows for `owner` (a job id); returns them, oldest
-    first."""
-    ids = claim_pending(session, OutboxMessage, owner=owner, limit=limit, now=now)
-    if not ids:
-        return []
-    query = select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
-    return list(session.scalars(query))
+    """Claims for `owner` (a job id) up to `limit` pending outbox rows due at `now` that
+    nobody holds (or that `owner` held before it was restarted); returns them, oldest first.
+    One statement: an UPDATE of the rows a sub-select picks (skipping, on PostgreSQL, those
+    another worker has locked), returning them."""
+    free = or_(OutboxMessage.dispatched_at.is_(None), OutboxMessage.claimed_by == owner)
+    picked = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == OutboxStatus.PENDING, free, *_due(OutboxMessage, now))
+        .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+    )
+    claimed = session.scalars(
+        update(OutboxMessage).where(OutboxMessage.id.in_(picked))
+        .values(dispatched_at=now, claimed_by=owner).returning(OutboxMessage),
+        execution_options={"synchronize_session": False},
+    )
+    return sorted(claimed, key=lambda row: row.id)
 
 
 def has_free_work(session: Session) -> bool:
