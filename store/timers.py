@@ -20,15 +20,15 @@ def has_timers_to_schedule(session: Session) -> bool:
 def claim_tasks_to_schedule(session: Session, *, limit: int) -> list[Task]:
     """Claims up to `limit` tasks whose timers are to schedule (marks their generation
     scheduled) and returns them; another worker may have taken some meanwhile."""
-    picked = select(Task.id).where(_STALE).order_by(Task.id).limit(limit)
+    ids = list(session.scalars(select(Task.id).where(_STALE).order_by(Task.id).limit(limit)))
+    if not ids:
+        return []
     claimed = session.scalars(
-        update(Task).where(Task.id.in_(picked), _STALE)
+        update(Task).where(Task.id.in_(ids), _STALE)
         .values(scheduled_generation=Task.timer_generation)
         .returning(Task.id)
         .execution_options(synchronize_session=False)
     ).all()
-    if not claimed:
-        return []
     query = select(Task).where(Task.id.in_(claimed)).options(lazyload(Task.contact))
     return list(session.scalars(query))
 
