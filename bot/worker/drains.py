@@ -107,6 +107,8 @@ def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drain
         total.add(step)
         if not step.worked or (deadline is not None and time.monotonic() >= deadline):
             break
+        if deadline is not None and not step.more and not _gather(services):
+            break  # another drain is already asked for: it takes what comes next
     try:
         _finish_sends(services, sends)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
@@ -115,6 +117,18 @@ def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drain
         request_drain(services)
     request_webhook_delivery(services)  # the changes it applied may have queued some
     return total
+
+
+def _gather(services: Services) -> bool:
+    """Lets work gather for DRAIN_GATHER before the next step, holding the waiting key (the
+    next step deletes it); False when a request came first (a drain job is queued)."""
+    try:
+        if not services.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
+            return False
+    except (RedisError, OSError) as exc:
+        log.warning("drain: Redis unavailable (%s)", exc)
+    time.sleep(tunables.DRAIN_GATHER)
+    return True
 
 
 def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.core import tunables
 from bot.core.jobs import Jobs, outbox_job_id
+from bot.worker import drains
 from bot.worker.drains import drain, request_drain, run_drain
 from bot.worker.process import make_worker
 from bot.worker.sweeper import TIMERS_CHECKED_KEY, sweep
@@ -77,6 +78,44 @@ def test_a_full_batch_asks_for_another_drain(database_url, redis_url, tmp_path, 
     done = run_drain(services, owner="drain-test", seconds=0)  # one step
     assert done.outbox == 1 and done.more
     assert len(drains_queued(services)) == 1
+    services.close()
+
+
+def test_after_a_step_short_of_a_batch_work_gathers_and_requests_wait_for_it(
+    database_url, redis_url, tmp_path, monkeypatch
+):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    gathered = []
+
+    def sleep(seconds):  # while the drain lets work gather, a webhook asks for a drain
+        request_drain(services)
+        gathered.append((seconds, drains_queued(services)))
+
+    monkeypatch.setattr(drains.time, "sleep", sleep)
+    done = run_drain(services, owner="drain-test", seconds=60)
+    assert done.outbox == 1
+    assert gathered == [(tunables.DRAIN_GATHER, [])]  # one gathering, no other drain queued
+    request_drain(services)  # the last step took the waiting key back: requests count again
+    assert len(drains_queued(services)) == 1
+    services.close()
+
+
+def test_a_drain_that_finds_another_one_asked_for_ends(database_url, redis_url, tmp_path,
+                                                     monkeypatch):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    real_step = drains._step
+
+    def step_then_a_request(services, **kwargs):
+        result = real_step(services, **kwargs)
+        request_drain(services)  # a webhook came during the step: a drain job is queued
+        return result
+
+    monkeypatch.setattr(drains, "_step", step_then_a_request)
+    monkeypatch.setattr(drains.time, "sleep", lambda seconds: pytest.fail("gathered"))
+    assert run_drain(services, owner="drain-test", seconds=60).outbox == 1  # that queued job
+    assert len(drains_queued(services)) == 1  # takes what comes next
     services.close()
 
 
