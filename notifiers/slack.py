@@ -26,9 +26,9 @@ ACTION_ID = re.compile(r"^opsbot:(?P<verb>[a-z_]+):(?P<ref>T-\d+)$")
 SECTION_LIMIT = 3000  # a section block's (and a context element's) text
 FIELD_LIMIT = 2000  # a section field's text
 FIELDS_PER_SECTION = 10  # a section block holds at most 10 fields: more go to the next one
-LOOP_THREAD = "opsbot-slack"  # the thread of the sender's event loop (bot.worker.cpu counts it)
 FALLBACK_LIMIT = 3000  # a card's `text` (Slack's own cut is at 40,000; a preview needs less)
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # str.splitlines
+LOOP_THREAD = "opsbot-slack"  # the thread of the sender's event loop (bot.worker.cpu counts it)
 
 
 def escape_slack(text: str) -> str:
@@ -181,7 +181,7 @@ class _LoopClient:
 
     def __init__(self, *, token: str, base_url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name=LOOP_THREAD, daemon=True).start()
+        threading.Thread(target=_run, args=(self.loop,), name=LOOP_THREAD, daemon=True).start()
         session = self.call(_new_session())
         self.api = AsyncWebClient(token=token, base_url=base_url, session=session)
         weakref.finalize(self, _close, self.loop, session)  # also when the process exits
@@ -189,6 +189,11 @@ class _LoopClient:
     def call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Runs `coroutine` on the client's loop; returns its result or raises its error."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+def _run(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_forever()
+    loop.close()  # stopped by `_close`
 
 
 async def _new_session() -> aiohttp.ClientSession:

@@ -4,7 +4,10 @@ Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain`
 commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
 one drain job (`bot.worker.entrypoints.drain`). A drain works step after step while there is
 work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain
-if work remains), so that every worker takes a share. In ONE transaction a step records what
+if work remains), so that every worker takes a share. After a step short of a full batch it
+lets work gather for DRAIN_GATHER, holding the waiting key, before the next one: each step has
+a fixed cost (its claims, its transaction), and steps taken as fast as possible under a
+steady flow carried one to three events each. In ONE transaction a step records what
 the previous step sent, applies a batch of pending inbound events, claims the tasks whose
 timers are to schedule and a batch of outbox rows (the notifications it just queued among
 them); after the commit it sends those rows, then schedules those timers in Redis. On
