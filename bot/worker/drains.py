@@ -8,9 +8,10 @@ if work remains), so that every worker takes a share. After a step short of a fu
 lets work gather for DRAIN_GATHER, holding the waiting key, before the next one: each step has
 a fixed cost (its claims, its transaction), and steps taken as fast as possible under a
 steady flow carried one to three events each. In ONE transaction a step records what
-the previous step sent, applies a batch of pending inbound events, claims the tasks whose
-timers are to schedule and a batch of outbox rows (the notifications it just queued among
-them); after the commit it sends those rows, then schedules those timers in Redis. On
+the previous step sent, applies a batch of pending inbound events, fires the due timers it
+claimed from Redis just before, claims the tasks whose timers are to schedule and a batch of
+outbox rows (the notifications it just queued among them); after the commit it takes the
+fired timers off the schedule, sends those rows, then schedules those timers in Redis. On
 SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
 work of one worker overlap the transaction of the other.
 Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
@@ -31,17 +32,18 @@ from datetime import datetime
 
 from redis.exceptions import RedisError
 from rq import get_current_job
+from sqlalchemy.orm import Session
 
 from bot.core import tunables
-from bot.core.jobs import DELIVER_WEBHOOKS, DRAIN, make_job_id
+from bot.core.jobs import DELIVER_WEBHOOKS, DRAIN, Jobs, make_job_id
 from bot.core.services import Services
 from bot.usecases.delivery import Sends, posted_cards, record_sends, send_claimed
-from bot.usecases.escalation import settle_pauses
+from bot.usecases.escalation import fire_timer, settle_pauses
 from bot.usecases.messages import apply_pending
 from bot.usecases.webhooks_out import deliver_due, free_lost_claims, has_due
 from bot.worker.cpu import stage
 from bot.worker.retries import enqueue_deliveries, outlets_of, schedule_event_retries
-from bot.worker.timers import schedule_timers
+from bot.worker.timers import DueTimer, claim_due_timers, finish_timers, schedule_timers
 from store.claims import claim_outbox, has_free_work
 from store.models import Task
 from store.timers import claim_tasks_to_schedule, unmark_scheduled
@@ -56,20 +58,22 @@ WEBHOOKS_WAITING_KEY = "opsbot:webhooks:waiting"
 @dataclass
 class Drained:
     events: int = 0
-    timers: int = 0
+    fired: int = 0  # due timers
+    timers: int = 0  # tasks whose timers were scheduled
     outbox: int = 0
     more: bool = False  # the last batch was full: work remains
 
     def __str__(self) -> str:
-        return (f"{self.events} event(s), {self.timers} task(s) with new timers, "
-                f"{self.outbox} outbox row(s)")
+        return (f"{self.events} event(s), {self.fired} timer(s) fired, {self.timers} task(s) "
+                f"with new timers, {self.outbox} outbox row(s)")
 
     @property
     def worked(self) -> bool:
-        return bool(self.events or self.timers or self.outbox)
+        return bool(self.events or self.fired or self.timers or self.outbox)
 
     def add(self, step: Drained) -> None:
         self.events += step.events
+        self.fired += step.fired
         self.timers += step.timers
         self.outbox += step.outbox
         self.more = step.more
@@ -78,13 +82,18 @@ class Drained:
 def request_drain(services: Services) -> None:
     """Makes sure a drain runs soon. Never raises: on Redis trouble it logs, and the sweeper
     asks again."""
+    ask_for_drain(services.jobs)
+
+
+def ask_for_drain(jobs: Jobs) -> None:
+    """`request_drain` where there are no services (RQ's scheduler process)."""
     try:
-        if services.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
-            services.jobs.enqueue_new(DRAIN, job_id=make_job_id("drain", uuid.uuid4().hex))
+        if jobs.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
+            jobs.enqueue_new(DRAIN, job_id=make_job_id("drain", uuid.uuid4().hex))
     except (RedisError, OSError) as exc:
         log.warning("drain request: Redis unavailable (%s); the sweeper will ask again", exc)
         with contextlib.suppress(RedisError, OSError):  # else the key expires on its own
-            services.redis.delete(WAITING_KEY)
+            jobs.redis.delete(WAITING_KEY)
 
 
 def drain(services: Services) -> Drained:
@@ -144,10 +153,13 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     except (RedisError, OSError) as exc:
         log.warning("drain: Redis unavailable (%s)", exc)
     now, config = utcnow(), services.rules.current
+    due = _claim_due_timers(services, now=now)
     try:
         with stage("processing"), services.db.transaction() as session:
             failed = record_sends(session, sends, now=now)
             applied = apply_pending(session, config=config, limit=tunables.EVENT_BATCH, now=now)
+            with stage("timers"):
+                fired = _fire(session, services, due, now=now)
             timers = claim_tasks_to_schedule(session, limit=tunables.TIMER_BATCH)
             settle_pauses(session, config, timers)
             rows = claim_outbox(session, owner=owner, limit=tunables.OUTBOX_BATCH, now=now)
@@ -157,6 +169,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
         return Drained(), sends
     enqueue_deliveries(services.jobs, failed)
     schedule_event_retries(services.jobs, applied.retries, now)
+    _finish_timers(services, fired)
     try:
         with stage("delivery"):
             sent = send_claimed(services.db, outlets_of(services), rows, posted)
@@ -169,10 +182,50 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     except Exception:  # the database is down too: the sweeper's look brings them back
         log.exception("drain: cannot hand back %s task(s) whose timers failed", len(timers))
         scheduled = 0
-    step = Drained(events=applied.taken, timers=scheduled, outbox=len(rows))
-    step.more = (step.events >= tunables.EVENT_BATCH or len(timers) >= tunables.TIMER_BATCH
-                 or step.outbox >= tunables.OUTBOX_BATCH)
+    step = Drained(events=applied.taken, fired=len(fired), timers=scheduled, outbox=len(rows))
+    step.more = (step.events >= tunables.EVENT_BATCH or len(due) >= tunables.DUE_TIMER_BATCH
+                 or len(timers) >= tunables.TIMER_BATCH or step.outbox >= tunables.OUTBOX_BATCH)
     return step, sent
+
+
+def _claim_due_timers(services: Services, *, now: datetime) -> list[DueTimer]:
+    try:
+        with stage("timers"):
+            return claim_due_timers(services.jobs, now=now, limit=tunables.DUE_TIMER_BATCH)
+    except (RedisError, OSError) as exc:
+        log.warning("drain: due timers not claimed, Redis unavailable (%s)", exc)
+        return []
+
+
+def _fire(session: Session, services: Services, due: list[DueTimer], *, now: datetime) -> list[str]:
+    """Fires each claimed timer in a savepoint of the step's transaction; returns the job ids
+    of those fired. One that fails is logged and stays claimed: it fires again once its lease
+    is over (as RQ retried a timer job)."""
+    fired = []
+    for timer in due:
+        savepoint = session.begin_nested()
+        try:
+            outcome = fire_timer(session, config=services.rules.current, task_id=timer.task_id,
+                                 kind=timer.kind, generation=timer.generation,
+                                 at_iso=timer.at_iso, now=now)
+        except Exception:
+            savepoint.rollback()
+            log.exception("drain: timer %s failed; it fires again in %s s", timer.job_id,
+                          tunables.TIMER_LEASE)
+            continue
+        savepoint.commit()
+        log.debug("timer %s: %s", timer.job_id, outcome)
+        fired.append(timer.job_id)
+    return fired
+
+
+def _finish_timers(services: Services, fired: list[str]) -> None:
+    try:
+        with stage("timers"):
+            finish_timers(services.jobs, fired)
+    except (RedisError, OSError) as exc:  # they fire again after their lease, and do nothing
+        log.warning("drain: fired timers not taken off the schedule, Redis unavailable (%s)",
+                    exc)
 
 
 def _finish_sends(services: Services, sends: Sends) -> None:

@@ -12,6 +12,7 @@ current job finishes, then the worker exits.
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 import rq.scheduler
 from rq import SimpleWorker
@@ -19,9 +20,12 @@ from rq.scheduler import RQScheduler
 from rq.utils import now as now_utc
 
 from bot.core import tunables
+from bot.core.jobs import Jobs
 from bot.core.services import Services
 from bot.worker.cpu import CLOCK, CPU_KEY, stage
+from bot.worker.drains import ask_for_drain
 from bot.worker.sweeper import ALIVE_KEY, sweep
+from bot.worker.timers import has_due_timers
 from rules import prepare_language_detection
 
 log = logging.getLogger(__name__)
@@ -29,7 +33,8 @@ log = logging.getLogger(__name__)
 
 class DrainingScheduler(RQScheduler):
     """RQ's scheduler moves at most 1,000 due jobs per tick; this one drains every due job
-    (in batches of 1,000, up to SCHEDULER_MAX_BATCHES) before sleeping."""
+    (in batches of 1,000, up to SCHEDULER_MAX_BATCHES) before sleeping, and asks for a drain
+    when an SLA timer is due (drains fire them: `bot.worker.timers`)."""
 
     def work(self):
         # RQ's loop, ticking every SCHEDULER_TICK (its `interval` must stay a whole number:
@@ -52,6 +57,10 @@ class DrainingScheduler(RQScheduler):
             super().enqueue_scheduled_jobs()
             if not self._has_due_jobs():
                 break
+        for name in self._queue_names:
+            jobs = Jobs(self.connection, queue_name=name)
+            if has_due_timers(jobs, now=datetime.now(UTC)):
+                ask_for_drain(jobs)
 
     def _has_due_jobs(self) -> bool:
         now = time.time()

@@ -54,7 +54,7 @@ def test_a_drain_sends_each_row_once_and_schedules_each_timer_once(
     with services.db.transaction() as session:
         task = session.get(Task, task_id)
         assert task.scheduled_generation == task.timer_generation
-    scheduled = sorted(services.jobs.queue.scheduled_job_registry.get_job_ids())
+    scheduled = sorted(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
     assert len(scheduled) == 7 and all(i.startswith(f"timer-{task_id}-") for i in scheduled)
     services.close()
 
@@ -128,7 +128,7 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
     drain(services)
     move(services, task_id, Action.ACCEPT)
     drain(services)
-    scheduled = sorted(services.jobs.queue.scheduled_job_registry.get_job_ids())
+    scheduled = sorted(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
     # accepted: the offer expiry is gone; accepting is not answering the customer, so the
     # first-response timers stay (a reply ends them: tests/bot/usecases/test_first_response.py)
     assert [i.rsplit("-", 1)[0] for i in scheduled] == [
@@ -192,7 +192,7 @@ def test_the_sweeper_looks_for_lost_timers_after_a_loss_and_now_and_then(
     task_id = new_task(services, sla="long")
     drain(services)
     assert sweep(services).timers == []  # it looked: nothing missing
-    registry = services.jobs.queue.scheduled_job_registry
+    registry = services.jobs.timers.queue.scheduled_job_registry
     lost = sorted(i for i in registry.get_job_ids() if i.startswith(f"timer-{task_id}-"))[0]
     registry.remove(lost, delete_job=True)  # as a Redis that evicts keys would
     assert sweep(services).timers == []  # looked a moment ago: one SET NX, no look

@@ -190,7 +190,7 @@ def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp
     drain(services)  # Slack is off: each card goes to its own delivery job
     with services.db.transaction() as session:
         pending = session.scalars(select(OutboxMessage.id)).all()
-    assert pending and services.redis.zcard("rq:scheduled:opsbot") == 3
+    assert pending and services.redis.zcard("rq:scheduled:opsbot-timers") == 3
     services.redis.flushdb()
 
     report = sweep(services)

@@ -183,8 +183,8 @@ def _one_by_one(services, task: Task) -> None:
     for timer in plan_timers(services.rules.current, sla_clock(task), now=T0):
         job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
         args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
-        services.jobs.enqueue(FIRE_TIMER, *args, job_id=job_id, at=timer.at)
-        registry = services.jobs.queue.scheduled_job_registry.key
+        services.jobs.timers.enqueue(FIRE_TIMER, *args, job_id=job_id, at=timer.at)
+        registry = services.jobs.timers.queue.scheduled_job_registry.key
         services.redis.zadd(registry, {job_id: timer.at.timestamp()}, xx=True)
         ids.append(job_id)
     services.redis.sadd(f"opsbot:timers:{task.id}", *ids)
@@ -220,7 +220,7 @@ def test_schedule_timers_writes_what_the_one_by_one_path_wrote(services, config)
                   for t in plan_timers(config, sla_clock(task), now=T0)]
         for task in _batch()
     }
-    registry = services.jobs.queue.scheduled_job_registry.key
+    registry = services.jobs.timers.queue.scheduled_job_registry.key
     # remind-first_response-50: T0 + 2 s
     remind = plan_timers(config, sla_clock(_batch()[0]), now=T0)[1]
     exact = services.redis.zscore(registry, "timer-7-remind-first_response-50-3")
@@ -234,12 +234,12 @@ def test_alive_ids_are_kept_and_dead_ones_replaced(services):
     kept, dead = "timer-8-remind-resolution-50-3", "timer-8-breach-resolution-3"
     created = services.redis.hget(Job.key_for(kept), "created_at")
     Job.fetch(dead, connection=services.redis).set_status(JobStatus.FINISHED)
-    services.redis.zrem(services.jobs.queue.scheduled_job_registry.key, dead)
+    services.redis.zrem(services.jobs.timers.queue.scheduled_job_registry.key, dead)
 
     assert schedule(services, _batch(), now=T0) == ids
 
     assert services.redis.hget(Job.key_for(kept), "created_at") == created
-    scheduled = services.jobs.queue.scheduled_job_registry.get_job_ids()
+    scheduled = services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
     assert sorted(scheduled) == sorted(job_id for each in ids.values() for job_id in each)
     assert Job.fetch(dead, connection=services.redis).get_status() == JobStatus.SCHEDULED
 
@@ -255,7 +255,7 @@ def test_the_previous_generation_is_cancelled_unless_running(services):
 
     new = schedule(services, moved, now=T0)
 
-    scheduled = services.jobs.queue.scheduled_job_registry.get_job_ids()
+    scheduled = services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
     assert sorted(scheduled) == sorted([*old[7], *new[8], *new[9], running])
     gone = [job_id for job_id in [*old[8], *old[9]] if job_id != running]
     assert not any(services.redis.exists(Job.key_for(job_id)) for job_id in gone)
@@ -272,7 +272,7 @@ def test_a_late_earlier_generation_leaves_the_later_one_in_place(services):
                                              timer_generation=4)], now=T0)
     earlier = schedule(services, [_task(TaskStatus.ASSIGNED, id=8)], now=T0)
 
-    scheduled = set(services.jobs.queue.scheduled_job_registry.get_job_ids())
+    scheduled = set(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
     assert set(later[8]) <= scheduled and set(earlier[8]) <= scheduled
     registered = {i.decode() for i in services.redis.smembers("opsbot:timers:8")}
     assert registered == {*later[8], *earlier[8]}

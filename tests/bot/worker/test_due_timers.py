@@ -1,0 +1,139 @@
+"""Due SLA timers fire in drains: the scheduler's tick asks for a drain, the step claims a
+batch, fires it in its transaction and takes it off the schedule after the commit; a timer
+whose firing fails fires again once its lease is over."""
+
+import time
+
+import pytest
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select
+
+from bot.core import tunables
+from bot.core.jobs import timer_job_id
+from bot.worker import drains
+from bot.worker.drains import drain
+from bot.worker.process import DrainingScheduler
+from bot.worker.timers import claim_due_timers, has_due_timers
+from sandbox.slack import FakeSlack
+from store.events import Audit
+from store.models import TaskEvent
+from store.types import utcnow
+from tests.bot.workers_support import make_services, new_task, task_of, write_rules
+
+REMINDERS = ("remind-first_response-50", "remind-first_response-75")
+
+
+@pytest.fixture
+def slack(monkeypatch):
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+        monkeypatch.setenv("SLACK_API_BASE_URL", fake.api_url)
+        yield fake
+
+
+@pytest.fixture
+def services(database_url, redis_url, tmp_path, slack):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    yield services
+    services.close()
+
+
+def scheduled_task(services) -> int:
+    """A task an hour from its deadlines, with its timers scheduled by a drain."""
+    task_id = new_task(services, sla="long")
+    drain(services)
+    return task_id
+
+
+def come_due(services, task_id: int, kinds=REMINDERS) -> list[str]:
+    """Moves these timers of the task to a second ago in the schedule; returns their ids."""
+    generation = task_of(services, task_id).timer_generation
+    ids = [timer_job_id(task_id, kind, generation) for kind in kinds]
+    registry = services.jobs.timers.queue.scheduled_job_registry.key
+    assert services.redis.zadd(registry, dict.fromkeys(ids, time.time() - 1), xx=True, ch=True)
+    return ids
+
+
+def reminders(services) -> int:
+    with services.db.transaction() as session:
+        return session.scalar(select(func.count()).where(TaskEvent.action == Audit.REMINDER))
+
+
+def test_a_due_timer_fires_in_a_step_that_also_sends_what_it_queued(services, slack):
+    task_id = scheduled_task(services)
+    assert not has_due_timers(services.jobs, now=utcnow())
+    [job_id] = come_due(services, task_id, kinds=REMINDERS[:1])
+    assert has_due_timers(services.jobs, now=utcnow())
+
+    step = drain(services)
+
+    assert (step.fired, step.outbox) == (1, 1)  # the reminder's card went in the same step
+    assert reminders(services) == 1
+    assert any("Reminder" in str(call.params.get("text", ""))
+               for call in slack.calls("chat.postMessage"))
+    registry = services.jobs.timers.queue.scheduled_job_registry
+    assert job_id not in registry.get_job_ids()
+    job = Job.fetch(job_id, connection=services.redis)
+    assert job.get_status() == JobStatus.FINISHED and services.redis.ttl(job.key) > 0
+    assert not has_due_timers(services.jobs, now=utcnow())
+    assert drain(services).fired == 0
+
+
+def test_a_timer_that_fails_fires_again_once_its_lease_is_over(services, monkeypatch):
+    monkeypatch.setattr(tunables, "TIMER_LEASE", 1)
+    real, calls = drains.fire_timer, []
+
+    def fails_first(session, **timer):
+        calls.append(timer["kind"])
+        if len(calls) == 1:
+            raise RuntimeError("the first timer breaks")
+        return real(session, **timer)
+
+    monkeypatch.setattr(drains, "fire_timer", fails_first)
+    task_id = scheduled_task(services)
+    come_due(services, task_id)
+
+    assert drain(services).fired == 1  # the other one of the batch fired all the same
+    assert reminders(services) == 1
+    assert not has_due_timers(services.jobs, now=utcnow())  # the failed one waits its lease
+    time.sleep(1.1)
+    assert has_due_timers(services.jobs, now=utcnow())
+    assert drain(services).fired == 1
+    assert reminders(services) == 2 and len(calls) == 3
+
+
+def test_a_claimed_timer_is_not_claimed_again(services):
+    task_id = scheduled_task(services)
+    ids = come_due(services, task_id)
+    now = utcnow()
+
+    first = claim_due_timers(services.jobs, now=now, limit=10)
+
+    assert sorted(timer.job_id for timer in first) == sorted(ids)
+    assert claim_due_timers(services.jobs, now=now, limit=10) == []
+    assert first[0].task_id == task_id and first[0].at_iso.endswith("+00:00")
+
+
+def test_a_timer_cancelled_as_it_came_due_is_dropped(services):
+    task_id = scheduled_task(services)
+    gone, kept = come_due(services, task_id)
+    services.redis.delete(Job.key_for(gone))  # as a later plan's cancellation would
+
+    claimed = claim_due_timers(services.jobs, now=utcnow(), limit=10)
+
+    assert [timer.job_id for timer in claimed] == [kept]
+    assert gone not in services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
+
+
+def test_the_scheduler_asks_for_a_drain_when_a_timer_is_due(services):
+    task_id = scheduled_task(services)
+    scheduler = DrainingScheduler([services.jobs.queue], connection=services.redis)
+
+    scheduler.enqueue_scheduled_jobs()
+    assert not [i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]
+
+    come_due(services, task_id)
+    scheduler.enqueue_scheduled_jobs()
+    assert len([i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]) == 1
+    assert services.jobs.timers.queue.count == 0  # nothing is queued as a job of its own
