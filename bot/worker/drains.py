@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +44,7 @@ from bot.usecases.messages import apply_pending
 from bot.usecases.webhooks_out import deliver_due, free_lost_claims, has_due
 from bot.worker.cpu import stage
 from bot.worker.retries import enqueue_deliveries, outlets_of, schedule_event_retries
-from bot.worker.timers import DueTimer, claim_due_timers, finish_timers, schedule_timers
+from bot.worker.timers import DueTimer, claim_due_timers, schedule_timers, settle_timers
 from store.claims import claim_outbox, has_free_work
 from store.models import Task
 from store.timers import claim_tasks_to_schedule, unmark_scheduled
@@ -159,7 +160,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
             failed = record_sends(session, sends, now=now)
             applied = apply_pending(session, config=config, limit=tunables.EVENT_BATCH, now=now)
             with stage("timers"):
-                fired = _fire(session, services, due, now=now)
+                fired, raised = _fire(session, services, due, now=now)
             timers = claim_tasks_to_schedule(session, limit=tunables.TIMER_BATCH)
             settle_pauses(session, config, timers)
             rows = claim_outbox(session, owner=owner, limit=tunables.OUTBOX_BATCH, now=now)
@@ -169,7 +170,7 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
         return Drained(), sends
     enqueue_deliveries(services.jobs, failed)
     schedule_event_retries(services.jobs, applied.retries, now)
-    _finish_timers(services, fired)
+    _settle_timers(services, fired, raised)
     try:
         with stage("delivery"):
             sent = send_claimed(services.db, outlets_of(services), rows, posted)
@@ -197,11 +198,11 @@ def _claim_due_timers(services: Services, *, now: datetime) -> list[DueTimer]:
         return []
 
 
-def _fire(session: Session, services: Services, due: list[DueTimer], *, now: datetime) -> list[str]:
+def _fire(session: Session, services: Services, due: list[DueTimer], *,
+          now: datetime) -> tuple[list[str], dict[str, str]]:
     """Fires each claimed timer in a savepoint of the step's transaction; returns the job ids
-    of those fired. One that fails is logged and stays claimed: it fires again once its lease
-    is over (as RQ retried a timer job)."""
-    fired = []
+    of those fired, and the traceback of each that raised (`settle_timers` retries it)."""
+    fired, failed = [], {}
     for timer in due:
         savepoint = session.begin_nested()
         try:
@@ -210,19 +211,19 @@ def _fire(session: Session, services: Services, due: list[DueTimer], *, now: dat
                                  at_iso=timer.at_iso, now=now)
         except Exception:
             savepoint.rollback()
-            log.exception("drain: timer %s failed; it fires again in %s s", timer.job_id,
-                          tunables.TIMER_LEASE)
+            log.exception("drain: timer %s failed", timer.job_id)
+            failed[timer.job_id] = traceback.format_exc()
             continue
         savepoint.commit()
         log.debug("timer %s: %s", timer.job_id, outcome)
         fired.append(timer.job_id)
-    return fired
+    return fired, failed
 
 
-def _finish_timers(services: Services, fired: list[str]) -> None:
+def _settle_timers(services: Services, fired: list[str], failed: dict[str, str]) -> None:
     try:
         with stage("timers"):
-            finish_timers(services.jobs, fired)
+            settle_timers(services.jobs, fired, failed)
     except (RedisError, OSError) as exc:  # they fire again after their lease, and do nothing
         log.warning("drain: fired timers not taken off the schedule, Redis unavailable (%s)",
                     exc)

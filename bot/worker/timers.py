@@ -10,16 +10,19 @@ longer has.
 Firing: the scheduler's tick asks for a drain when a timer is due (`has_due_timers`); the
 drain claims a batch (`claim_due_timers`), fires them in its transaction
 (`bot.usecases.escalation.fire_timer` re-reads each task) and, after the commit, takes them
-off the schedule (`finish_timers`). Why not one RQ job per timer: each cost a worker ~4 ms of
+off the schedule (`settle_timers`); one that raised is tried again after RETRY's waits, then
+joins the failed jobs. Why not one RQ job per timer: each cost a worker ~4 ms of
 RQ's handling and a transaction of its own, and under load timers were a third of the jobs.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from redis.client import Pipeline
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.results import Result
 from rq.utils import now as now_utc
 from rq.utils import utcformat
 
@@ -77,18 +80,45 @@ def claim_due_timers(jobs: Jobs, *, now: datetime, limit: int) -> list[DueTimer]
     return [DueTimer(job.id, *job.args) for job in found if job is not None]
 
 
-def finish_timers(jobs: Jobs, job_ids: Sequence[str]) -> None:
-    """Takes fired timers off the schedule; their jobs stay, FINISHED, for RESULT_TTL, as a
-    job RQ ran would (the sweeper's look for lost timers sees them)."""
-    if not job_ids:
+def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[str, str]) -> None:
+    """After the step's commit, one pipeline: the `fired` timers leave the schedule and their
+    jobs stay, FINISHED, for RESULT_TTL, as a job RQ ran would (the sweeper's look for lost
+    timers sees them). A timer whose firing raised (`failed`: id → traceback) waits RETRY's
+    next wait, as RQ retried timer jobs; once those are spent it joins the failed jobs of
+    `jobs`' queue (`opsbot jobs failed`, the console), from which a requeue runs it as a
+    `fire_timer` job of that queue."""
+    if not fired and not failed:
         return
+    registry = jobs.timers.queue.scheduled_job_registry.key
+    retried = [job for job in Job.fetch_many(list(failed), connection=jobs.redis) if job]
+    ended = now_utc()
     with jobs.redis.pipeline() as pipe:
-        pipe.zrem(jobs.timers.queue.scheduled_job_registry.key, *job_ids)
-        for job_id in job_ids:
+        if fired:
+            pipe.zrem(registry, *fired)
+        for job_id in fired:
             pipe.hset(Job.key_for(job_id), mapping={"status": JobStatus.FINISHED.value,
-                                                    "ended_at": utcformat(now_utc())})
+                                                    "ended_at": utcformat(ended)})
             pipe.expire(Job.key_for(job_id), tunables.RESULT_TTL)
+        for job in retried:
+            if job.should_retry:
+                wait = job.get_retry_interval()
+                job.retries_left -= 1
+                pipe.hset(job.key, "retries_left", job.retries_left)
+                pipe.zadd(registry, {job.id: ended.timestamp() + wait})
+            else:
+                _fail(jobs, job, failed[job.id], ended=ended, pipe=pipe)
+                pipe.zrem(registry, job.id)
         pipe.execute()
+
+
+def _fail(jobs: Jobs, job: Job, error: str, *, ended: datetime, pipe: Pipeline) -> None:
+    # What RQ's worker writes for a job that failed for good, with the job's origin moved to
+    # `jobs`' queue: the failed registry lists it there, and a requeue enqueues it there.
+    job.origin, job.ended_at = jobs.queue.name, ended
+    job.set_status(JobStatus.FAILED, pipeline=pipe)
+    FailedJobRegistry(queue=jobs.queue).add(job, ttl=tunables.FAILURE_TTL, exc_string=error,
+                                            pipeline=pipe)
+    Result.create_failure(job, tunables.FAILURE_TTL, exc_string=error, pipeline=pipe)
 
 
 def schedule_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,

@@ -1,6 +1,7 @@
 """Due SLA timers fire in drains: the scheduler's tick asks for a drain, the step claims a
 batch, fires it in its transaction and takes it off the schedule after the commit; a timer
-whose firing fails fires again once its lease is over."""
+whose firing raises is retried, then joins the failed jobs; one claimed by a drain that died
+fires once its lease is over."""
 
 import time
 
@@ -9,7 +10,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
 from bot.core import tunables
-from bot.core.jobs import timer_job_id
+from bot.core.jobs import RETRY, list_failed_jobs, requeue_failed_job, timer_job_id
 from bot.worker import drains
 from bot.worker.drains import drain
 from bot.worker.process import DrainingScheduler
@@ -80,8 +81,9 @@ def test_a_due_timer_fires_in_a_step_that_also_sends_what_it_queued(services, sl
     assert drain(services).fired == 0
 
 
-def test_a_timer_that_fails_fires_again_once_its_lease_is_over(services, monkeypatch):
-    monkeypatch.setattr(tunables, "TIMER_LEASE", 1)
+@pytest.fixture
+def first_fails(monkeypatch):
+    """The first timer fired raises; returns the kinds of the timers fired so far."""
     real, calls = drains.fire_timer, []
 
     def fails_first(session, **timer):
@@ -91,16 +93,54 @@ def test_a_timer_that_fails_fires_again_once_its_lease_is_over(services, monkeyp
         return real(session, **timer)
 
     monkeypatch.setattr(drains, "fire_timer", fails_first)
+    return calls
+
+
+def test_a_timer_that_raises_fires_again_after_the_retry_wait(services, first_fails):
     task_id = scheduled_task(services)
-    come_due(services, task_id)
+    ids = come_due(services, task_id)
 
     assert drain(services).fired == 1  # the other one of the batch fired all the same
     assert reminders(services) == 1
-    assert not has_due_timers(services.jobs, now=utcnow())  # the failed one waits its lease
-    time.sleep(1.1)
-    assert has_due_timers(services.jobs, now=utcnow())
+    assert not has_due_timers(services.jobs, now=utcnow())  # the failed one waits RETRY's wait
+    [failed] = [job for job in Job.fetch_many(ids, connection=services.redis)
+                if job.get_status(refresh=False) != JobStatus.FINISHED]
+    assert failed.retries_left == RETRY.retries - 1
+    registry = services.jobs.timers.queue.scheduled_job_registry.key
+    wait = services.redis.zscore(registry, failed.id) - time.time()
+    assert RETRY.waits[0] - 1 < wait <= RETRY.waits[0]
+
+    services.redis.zadd(registry, {failed.id: time.time() - 1})  # the wait is over
     assert drain(services).fired == 1
-    assert reminders(services) == 2 and len(calls) == 3
+    assert reminders(services) == 2 and len(first_fails) == 3
+
+
+def test_a_timer_whose_retries_are_spent_joins_the_failed_jobs(services, first_fails):
+    task_id = scheduled_task(services)
+    [job_id] = come_due(services, task_id, kinds=REMINDERS[:1])
+    services.redis.hset(Job.key_for(job_id), "retries_left", 0)
+
+    assert drain(services).fired == 0
+
+    [failed] = list_failed_jobs(services.jobs)
+    assert (failed.id, failed.func) == (job_id, "bot.worker.entrypoints.fire_timer")
+    assert failed.error == "RuntimeError: the first timer breaks"
+    assert job_id not in services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
+    requeue_failed_job(services.jobs, job_id=job_id)  # a job of the main queue, as before drains
+    assert job_id in services.jobs.queue.get_job_ids()
+
+
+def test_a_timer_claimed_by_a_drain_that_died_fires_once_its_lease_is_over(services,
+                                                                           monkeypatch):
+    monkeypatch.setattr(tunables, "TIMER_LEASE", 1)
+    task_id = scheduled_task(services)
+    come_due(services, task_id)
+    assert len(claim_due_timers(services.jobs, now=utcnow(), limit=10)) == 2  # and it died
+
+    assert drain(services).fired == 0
+    time.sleep(1.1)
+    assert drain(services).fired == 2
+    assert reminders(services) == 2
 
 
 def test_a_claimed_timer_is_not_claimed_again(services):
