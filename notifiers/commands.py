@@ -21,7 +21,7 @@ from notifiers.grammar import (
     Context,
     parse_command,
 )
-from notifiers.verbs import VERBS, unknown_verb_text
+from notifiers.verbs import READING_VERBS, VERBS, unknown_verb_text
 from rules import Agent, RulesConfig
 from store.db import Database
 from store.errors import ConcurrentUpdate, DomainError, NotAllowed
@@ -65,10 +65,10 @@ def run_command(
     try:
         with db.transaction() as session:
             if request.dedupe_key and not _claim(session, request, now):
-                return CommandResult("", duplicate=True)
+                return CommandResult("", duplicate=True, wrote=False)
             return _answer(session, config, request, now=now, assign=assign)
     except ConcurrentUpdate as exc:
-        return CommandResult(str(exc), ok=False)
+        return CommandResult(str(exc), ok=False, wrote=False)
 
 
 def _answer(session, config, request: CommandRequest, *, now, assign) -> CommandResult:
@@ -91,17 +91,18 @@ def run_verb(context: Context, command: Command) -> CommandResult:
     nothing (the chat commands and the API's actions both end here)."""
     handler = VERBS.get(command.verb)
     if handler is None:
-        return CommandResult(unknown_verb_text(command.verb), ok=False)
+        return CommandResult(unknown_verb_text(command.verb), ok=False, wrote=False)
     savepoint = context.session.begin_nested()
     try:
         text = handler(context, command)
     except DomainError as exc:
         savepoint.rollback()
-        if isinstance(exc, NotAllowed):
+        refused = isinstance(exc, NotAllowed)
+        if refused:
             _audit_refusal(context, command, str(exc))
-        return CommandResult(str(exc), ok=False, task_ref=_ref(context))
+        return CommandResult(str(exc), ok=False, task_ref=_ref(context), wrote=refused)
     savepoint.commit()
-    return CommandResult(text, task_ref=_ref(context))
+    return CommandResult(text, task_ref=_ref(context), wrote=command.verb not in READING_VERBS)
 
 
 def _audit_refusal(context: Context, command: Command, reason: str) -> None:

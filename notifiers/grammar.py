@@ -66,12 +66,15 @@ class CommandRequest:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """The answer for the agent; `duplicate` when the delivery was seen before (no answer)."""
+    """The answer for the agent; `duplicate` when the delivery was seen before (no answer).
+    `wrote`: the command changed something (a card, a reply, a timer, the audit trail may wait
+    for a drain); a listing, the help, a refused verb or a replay did not."""
 
     text: str
     ok: bool = True
     duplicate: bool = False
     task_ref: str | None = None
+    wrote: bool = True
 
 
 @dataclass

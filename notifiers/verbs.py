@@ -266,3 +266,5 @@ VERBS: dict[str, Handler] = {
     "stats": stats_verb,
     "help": help_verb,
 }
+
+READING_VERBS = frozenset({"tasks", "show", "stats", "help"})  # they change nothing

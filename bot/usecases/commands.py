@@ -25,4 +25,4 @@ def run_agent_command(db: Database, config: RulesConfig, request: CommandRequest
         verb = (request.text.split() or ["help"])[0]  # not the rest: it may quote a customer
         log.exception("agent command %r from %s:%s failed", verb, request.channel,
                       request.user_id)
-        return CommandResult(FAILED, ok=False)
+        return CommandResult(FAILED, ok=False, wrote=False)
