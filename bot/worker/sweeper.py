@@ -17,7 +17,7 @@ from bot.core.services import Services
 from bot.usecases.audit import keep_audit
 from bot.usecases.retention import retain_daily
 from bot.worker.drains import has_work, redrive_webhooks, request_drain
-from bot.worker.timers import restore_missing_timers, schedule_digests
+from bot.worker.timers import has_due_timers, restore_missing_timers, schedule_digests
 from store.claims import held_claims, release
 from store.models import InboundEvent, OutboxMessage
 from store.timers import list_tasks_with_timers
@@ -43,16 +43,16 @@ class SweepReport:
 
 def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
     """One pass: requeue the jobs of dead workers, free the rows of jobs that are gone,
-    restore lost timers, ask for a drain when work waits, and make sure every agent's next
-    daily digest is scheduled."""
+    restore lost timers, ask for a drain when work waits or a timer is due, and make sure
+    every agent's next daily digest is scheduled."""
     now = now or utcnow()
     report = SweepReport()
     try:
         report.abandoned = requeue_abandoned(services)
         report.events = free_orphans(services, InboundEvent, now=now)
         report.outbox = free_orphans(services, OutboxMessage, now=now)
-        if has_work(services):
-            request_drain(services)
+        if has_work(services) or has_due_timers(services.jobs, now=now):
+            request_drain(services)  # due timers: the scheduler's tick asks too, if it runs
         report.timers = restore_timers(services, now=now)
         schedule_digests(services.jobs, services.rules.current, now=now)
         retain_daily(services, now=now)

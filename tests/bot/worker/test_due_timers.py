@@ -14,6 +14,7 @@ from bot.core.jobs import RETRY, list_failed_jobs, requeue_failed_job, timer_job
 from bot.worker import drains
 from bot.worker.drains import drain
 from bot.worker.process import DrainingScheduler
+from bot.worker.sweeper import sweep
 from bot.worker.timers import claim_due_timers, has_due_timers
 from sandbox.slack import FakeSlack
 from store.events import Audit
@@ -177,3 +178,12 @@ def test_the_scheduler_asks_for_a_drain_when_a_timer_is_due(services):
     scheduler.enqueue_scheduled_jobs()
     assert len([i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]) == 1
     assert services.jobs.timers.queue.count == 0  # nothing is queued as a job of its own
+
+
+def test_the_sweeper_asks_for_a_drain_when_a_timer_is_due(services):
+    task_id = scheduled_task(services)
+    come_due(services, task_id)  # and no scheduler ticks (its process died)
+
+    sweep(services)
+
+    assert len([i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]) == 1
