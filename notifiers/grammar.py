@@ -68,7 +68,7 @@ class CommandRequest:
 class CommandResult:
     """The answer for the agent; `duplicate` when the delivery was seen before (no answer).
     `wrote`: the command changed something (a card, a reply, a timer, the audit trail may wait
-    for a drain); a listing, the help, a refused verb or a replay did not."""
+    for a drain); a listing, the help, a verb that failed (rolled back) or a replay did not."""
 
     text: str
     ok: bool = True
