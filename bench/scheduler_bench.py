@@ -21,9 +21,11 @@ from datetime import UTC, datetime, timedelta
 
 from deployment import deploy  # bench/deployment.py, beside this script
 from redis import Redis
+from rq.job import Job
 
-from bot.core.jobs import FIRE_TIMER, Jobs, timer_job_id
+from bot.core.jobs import Jobs, timer_job_id
 from bot.worker.process import tune_redis
+from bot.worker.timers import schedule_exactly
 
 RULES = """\
 version: 1
@@ -50,9 +52,7 @@ def schedule(jobs: Jobs, instants: list[datetime], *, first_id: int) -> list[str
             job_id = timer_job_id(task_id, KIND, 1)
             calls.append((job_id, (task_id, KIND, 1, at.isoformat()), at))
         with jobs.redis.pipeline() as pipe:
-            jobs.timers.schedule_many(FIRE_TIMER, calls, pipeline=pipe)
-            pipe.zadd(jobs.timers.queue.scheduled_job_registry.key,
-                      {job_id: at.timestamp() for job_id, _args, at in calls}, xx=True)
+            schedule_exactly(jobs.timers, calls, [], pipe)
             pipe.execute()
         ids += [job_id for job_id, _args, _at in calls]
     return ids
@@ -73,7 +73,7 @@ def lateness(redis: Redis, ids: list[str], due: list[datetime]) -> list[float]:
     """Seconds from each timer's due instant to its job's end (fired, committed)."""
     with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hget(f"rq:job:{job_id}", "ended_at")
+            pipe.hget(Job.key_for(job_id), "ended_at")
         ended = pipe.execute()
     return sorted(datetime.fromisoformat(end.decode()).timestamp() - at.timestamp()
                   for end, at in zip(ended, due, strict=True))

@@ -12,7 +12,6 @@ current job finishes, then the worker exits.
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 import rq.scheduler
 from rq import SimpleWorker
@@ -57,9 +56,9 @@ class DrainingScheduler(RQScheduler):
             super().enqueue_scheduled_jobs()
             if not self._has_due_jobs():
                 break
-        for name in self._queue_names:
+        for name in self.acquired_locks:  # the queues this scheduler holds
             jobs = Jobs(self.connection, queue_name=name)
-            if has_due_timers(jobs, now=datetime.now(UTC)):
+            if has_due_timers(jobs, now=now_utc()):
                 ask_for_drain(jobs)
 
     def _has_due_jobs(self) -> bool:

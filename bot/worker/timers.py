@@ -90,7 +90,7 @@ def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[str, str]) -
     if not fired and not failed:
         return
     registry = jobs.timers.queue.scheduled_job_registry.key
-    retried = [job for job in Job.fetch_many(list(failed), connection=jobs.redis) if job]
+    raised = [job for job in Job.fetch_many(list(failed), connection=jobs.redis) if job]
     ended = now_utc()
     with jobs.redis.pipeline() as pipe:
         if fired:
@@ -99,7 +99,7 @@ def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[str, str]) -
             pipe.hset(Job.key_for(job_id), mapping={"status": JobStatus.FINISHED.value,
                                                     "ended_at": utcformat(ended)})
             pipe.expire(Job.key_for(job_id), tunables.RESULT_TTL)
-        for job in retried:
+        for job in raised:
             if job.should_retry:
                 wait = job.get_retry_interval()
                 job.retries_left -= 1
@@ -137,7 +137,7 @@ def schedule_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
     cancel = _replaced_timers(jobs, plans, generations)
     with jobs.redis.pipeline() as pipe:
         calls = [call for plan in plans.values() for call in plan.values()]
-        _schedule(jobs, calls, [i for ids in cancel.values() for i in ids], pipe)
+        schedule_exactly(jobs, calls, [i for ids in cancel.values() for i in ids], pipe)
         for task_id, plan in plans.items():
             if cancel[task_id]:
                 pipe.srem(_REGISTRY.format(task_id), *cancel[task_id])
@@ -184,7 +184,7 @@ def restore_missing_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *
         present = pipe.execute()
     missing = [entry for entry, found in zip(planned, present, strict=True) if not found]
     with jobs.redis.pipeline() as pipe:
-        _schedule(jobs, [call for _task_id, call in missing], [], pipe)
+        schedule_exactly(jobs, [call for _task_id, call in missing], [], pipe)
         for task_id, (job_id, _args, _at) in missing:
             pipe.sadd(_REGISTRY.format(task_id), job_id)
         pipe.execute()
@@ -201,7 +201,9 @@ def _planned(task: Task, timers: list[Timer]) -> dict[str, Call]:
     return calls
 
 
-def _schedule(jobs: Jobs, calls: list[Call], cancel: list[str], pipe: Pipeline) -> None:
+def schedule_exactly(jobs: Jobs, calls: list[Call], cancel: list[str], pipe: Pipeline) -> None:
+    """Schedules `calls` on `jobs` (the timers' queue) at their exact instants and cancels
+    `cancel`, in `pipe`."""
     jobs.schedule_many(FIRE_TIMER, calls, cancel=cancel, pipeline=pipe)
     if calls:
         # RQ truncates the schedule score to whole seconds (a timer could fire up to 1 s

@@ -15,20 +15,10 @@ from bot.worker import drains
 from bot.worker.drains import drain, request_drain, run_drain
 from bot.worker.process import make_worker
 from bot.worker.sweeper import TIMERS_CHECKED_KEY, sweep
-from sandbox.slack import FakeSlack
 from store.claims import hand_over
 from store.models import OutboxMessage, OutboxStatus, Task
 from store.types import utcnow
 from tests.bot.workers_support import make_services, new_task, write_rules
-
-
-@pytest.fixture
-def slack(monkeypatch):
-    with FakeSlack() as fake:
-        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
-        monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
-        monkeypatch.setenv("SLACK_API_BASE_URL", fake.api_url)
-        yield fake
 
 
 def rows(services) -> list[OutboxMessage]:

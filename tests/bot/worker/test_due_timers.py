@@ -16,22 +16,12 @@ from bot.worker.drains import drain
 from bot.worker.process import DrainingScheduler
 from bot.worker.sweeper import sweep
 from bot.worker.timers import claim_due_timers, has_due_timers
-from sandbox.slack import FakeSlack
 from store.events import Audit
 from store.models import TaskEvent
 from store.types import utcnow
 from tests.bot.workers_support import make_services, new_task, task_of, write_rules
 
 REMINDERS = ("remind-first_response-50", "remind-first_response-75")
-
-
-@pytest.fixture
-def slack(monkeypatch):
-    with FakeSlack() as fake:
-        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
-        monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
-        monkeypatch.setenv("SLACK_API_BASE_URL", fake.api_url)
-        yield fake
 
 
 @pytest.fixture
@@ -170,6 +160,7 @@ def test_a_timer_cancelled_as_it_came_due_is_dropped(services):
 def test_the_scheduler_asks_for_a_drain_when_a_timer_is_due(services):
     task_id = scheduled_task(services)
     scheduler = DrainingScheduler([services.jobs.queue], connection=services.redis)
+    scheduler.acquire_locks()  # the one scheduler that holds the queue
 
     scheduler.enqueue_scheduled_jobs()
     assert not [i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]
