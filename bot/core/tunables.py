@@ -18,10 +18,6 @@ RETRY_WAITS = (2, 10, 30, 120, 600)  # seconds before retry n: five retries over
 # batches: one transaction per step, one wait for SQLite's writer lock.
 DRAIN_SECONDS = 1.0  # a drain job then makes way for the other jobs in the queue
 WAITING_TTL = 10  # seconds; a waiting drain lost with Redis blocks new requests no longer
-# A drain at work holds the waiting key this long past the start of its last step: one killed
-# at work (SIGKILL, a crash) holds back new drains no longer; a step that takes longer lets
-# one more drain be asked for, which does no harm (drains claim what they take).
-WORKING_TTL = 2  # seconds
 # After a step that found less than a full batch, a drain job lets work gather this long
 # before its next step (holding the waiting key: requests meanwhile enqueue no other drain).
 # Each step has a fixed cost (its claims, its transaction): under a steady flow, steps as

@@ -1,33 +1,24 @@
 """Drains: workers turn what the database says is still to do into work, in batches.
 
 Every writer (the webhooks, agent commands, jobs, the CLI) calls `request_drain` after its
-commit: one Redis script that counts the request (`POKES_KEY`) and, when no drain holds the
-waiting key, takes it and enqueues one drain job (`bot.worker.entrypoints.drain`). A drain
-holds the waiting key while it works (until WORKING_TTL after its last step began, should it
-die), so that the requests made meanwhile only count: each
-step begins by setting the count to zero, and a drain ends only when a step found nothing
-to do and no request came since that step began (one script checks the count and gives the
-key back). Every commit is followed by its request, so the request either enqueues a drain
-or is counted before a step that reads after that commit. A drain works step after step for
-up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain if work
-remains or requests came), so that every worker takes a share; a step that found a full
-batch asks for one more drain (`HELPER_KEY`: one queued at a time) so that another worker
-shares the backlog. After a step short of a full batch it lets work gather for DRAIN_GATHER
-before the next one: each step has a fixed cost (its claims, its transaction), and steps
-taken as fast as possible under a steady flow carried one to three events each. In ONE
-transaction a step records what the previous step sent, applies a batch of pending inbound
-events, fires the due timers it claimed from Redis just before, claims the tasks whose
-timers are to schedule and a batch of outbox rows (the notifications it just queued among
-them); after the commit it takes the fired timers off the schedule, sends those rows, then
-schedules those timers in Redis. On SQLite, one transaction per step means one wait for the
-writer lock, and the sends and Redis work of one worker overlap the transaction of the other.
+commit: one Redis SET NX and, when no drain is already waiting in the queue, the enqueue of
+one drain job (`bot.worker.entrypoints.drain`). A drain works step after step while there is
+work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain
+if work remains), so that every worker takes a share. After a step short of a full batch it
+lets work gather for DRAIN_GATHER, holding the waiting key, before the next one: each step has
+a fixed cost (its claims, its transaction), and steps taken as fast as possible under a
+steady flow carried one to three events each. In ONE transaction a step records what
+the previous step sent, applies a batch of pending inbound events, fires the due timers it
+claimed from Redis just before, claims the tasks whose timers are to schedule and a batch of
+outbox rows (the notifications it just queued among them); after the commit it takes the
+fired timers off the schedule, sends those rows, then schedules those timers in Redis. On
+SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
+work of one worker overlap the transaction of the other.
 Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
 database holds free work, and frees the rows of a job that is gone.
 
-Why batches, and why a drain takes the requests made while it works: one RQ job costs a
-worker ~4 ms (about 20 Redis round trips), so a job per message and per notification capped
-a worker at a few dozen messages per second; and when every request made during a step
-queued a job, agents' commands (which come as their cards arrive) queued most drain jobs.
+Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
+message and per notification capped a worker at a few dozen messages per second.
 """
 
 from __future__ import annotations
@@ -61,9 +52,7 @@ from store.types import utcnow
 
 log = logging.getLogger(__name__)
 
-WAITING_KEY = "opsbot:drain:waiting"  # held by a queued drain, then by the drain at work
-POKES_KEY = "opsbot:drain:pokes"  # the requests made since the last step began
-HELPER_KEY = "opsbot:drain:helper"  # held by the drain a full step asked for, until it starts
+WAITING_KEY = "opsbot:drain:waiting"
 WEBHOOKS_WAITING_KEY = "opsbot:webhooks:waiting"
 
 
@@ -91,32 +80,16 @@ class Drained:
         self.more = step.more
 
 
-# A request: counted, then the waiting key taken unless a drain holds it (1: enqueue one).
-_REQUEST = """
-redis.call('INCR', KEYS[2])
-if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 1 end
-return 0
-"""
-# A drain that found nothing to do ends, giving the key back, unless a request came since
-# its step began (0: step again).
-_RELEASE = """
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-
 def request_drain(services: Services) -> None:
-    """Makes sure a drain runs soon, or that the drain at work looks again. Never raises: on
-    Redis trouble it logs, and the sweeper asks again."""
+    """Makes sure a drain runs soon. Never raises: on Redis trouble it logs, and the sweeper
+    asks again."""
     ask_for_drain(services.jobs)
 
 
 def ask_for_drain(jobs: Jobs) -> None:
     """`request_drain` where there are no services (RQ's scheduler process)."""
     try:
-        if jobs.redis.register_script(_REQUEST)(keys=[WAITING_KEY, POKES_KEY],
-                                                args=[tunables.WAITING_TTL]):
+        if jobs.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
             jobs.enqueue_new(DRAIN, job_id=make_job_id("drain", uuid.uuid4().hex))
     except (RedisError, OSError) as exc:
         log.warning("drain request: Redis unavailable (%s); the sweeper will ask again", exc)
@@ -124,96 +97,51 @@ def ask_for_drain(jobs: Jobs) -> None:
             jobs.redis.delete(WAITING_KEY)
 
 
-def _ask_for_helper(services: Services) -> None:
-    """After a full step: one more drain, so that another worker shares the backlog (one
-    queued at a time: it gives the key back as it starts)."""
-    try:
-        if services.redis.set(HELPER_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
-            services.jobs.enqueue_new(DRAIN, True, job_id=make_job_id("drain", uuid.uuid4().hex))
-    except (RedisError, OSError) as exc:
-        log.warning("drain: no helper asked for, Redis unavailable (%s)", exc)
-
-
 def drain(services: Services) -> Drained:
     """Works in this process until nothing is left (tests, `--burst` style callers)."""
     return run_drain(services, owner=_local_owner(), seconds=None)
 
 
-def drain_for_job(services: Services, *, helper: bool = False) -> Drained:
-    """What a drain job does: batches of work for up to DRAIN_SECONDS, claimed for the job
-    (`helper`: the drain a full step asked for)."""
-    if helper:
-        with contextlib.suppress(RedisError, OSError):  # else the key expires on its own
-            services.redis.delete(HELPER_KEY)  # from now on, a full step may ask again
+def drain_for_job(services: Services) -> Drained:
+    """What a drain job does: batches of work for up to DRAIN_SECONDS, claimed for the job."""
     job = get_current_job()
     owner = job.id if job else _local_owner()
     return run_drain(services, owner=owner, seconds=tunables.DRAIN_SECONDS)
 
 
 def run_drain(services: Services, *, owner: str, seconds: float | None) -> Drained:
-    """Works batch after batch, claimed for `owner` (a job id), while there is work or
-    requests come, and for at most `seconds` (None: no limit); then asks for another drain
-    if work remains or requests came. Never raises: what fails is logged and left for
-    later."""
+    """Works batch after batch, claimed for `owner` (a job id), while there is work and for
+    at most `seconds` (None: no limit); asks for another drain when the last batch was full.
+    Never raises: what fails is logged and left for later."""
     deadline = None if seconds is None else time.monotonic() + seconds
     total, sends = Drained(), Sends()
     while True:
         step, sends = _step(services, owner=owner, sends=sends)
         total.add(step)
-        if deadline is not None and time.monotonic() >= deadline:
-            _hand_over(services, more=step.more)
+        if not step.worked or (deadline is not None and time.monotonic() >= deadline):
             break
-        if not step.worked:
-            if _release(services):
-                break
-        elif step.more:
-            if deadline is not None:
-                _ask_for_helper(services)
-        elif deadline is not None:
-            time.sleep(tunables.DRAIN_GATHER)  # holding the key: requests only count
+        if deadline is not None and not step.more and not _gather(services):
+            break  # another drain is already asked for: it takes what comes next
     try:
         _finish_sends(services, sends)
     except Exception:  # the rows stay claimed by this job: the sweeper frees them
         log.exception("drain: cannot record %s send(s)", len(sends.sent) + len(sends.failed))
+    if total.more and seconds is not None:
+        request_drain(services)
     request_webhook_delivery(services)  # the changes it applied may have queued some
     return total
 
 
-def _begin_step(services: Services) -> None:
-    """From now on, requests count for this step's successor: the count starts again at
-    zero, and the waiting key is held (again) for WORKING_TTL."""
+def _gather(services: Services) -> bool:
+    """Lets work gather for DRAIN_GATHER before the next step, holding the waiting key (the
+    next step deletes it); False when a request came first (a drain job is queued)."""
     try:
-        with services.redis.pipeline(transaction=False) as pipe:
-            pipe.set(POKES_KEY, 0)
-            pipe.set(WAITING_KEY, 1, ex=tunables.WORKING_TTL)
-            pipe.execute()
+        if not services.redis.set(WAITING_KEY, 1, nx=True, ex=tunables.WAITING_TTL):
+            return False
     except (RedisError, OSError) as exc:
         log.warning("drain: Redis unavailable (%s)", exc)
-
-
-def _release(services: Services) -> bool:
-    """Gives the waiting key back unless a request came since the step began; True when the
-    drain may end."""
-    try:
-        return bool(services.redis.register_script(_RELEASE)(keys=[WAITING_KEY, POKES_KEY]))
-    except (RedisError, OSError) as exc:  # the key expires on its own; the sweeper asks
-        log.warning("drain: Redis unavailable (%s)", exc)
-        return True
-
-
-def _hand_over(services: Services, *, more: bool) -> None:
-    """At the deadline: gives the waiting key back and, when work remains or a request came
-    since the step began, asks for another drain (another worker may take it)."""
-    try:
-        with services.redis.pipeline() as pipe:
-            pipe.get(POKES_KEY)
-            pipe.delete(WAITING_KEY)
-            pokes, _deleted = pipe.execute()
-    except (RedisError, OSError) as exc:
-        log.warning("drain: Redis unavailable (%s)", exc)
-        return
-    if more or int(pokes or 0):
-        request_drain(services)
+    time.sleep(tunables.DRAIN_GATHER)
+    return True
 
 
 def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sends]:
@@ -221,7 +149,10 @@ def _step(services: Services, *, owner: str, sends: Sends) -> tuple[Drained, Sen
     claims the tasks whose timers are to schedule and a batch of outbox rows; after the
     commit, sends those rows, then schedules those timers in Redis. Returns what it did and
     the sends still to record."""
-    _begin_step(services)
+    try:
+        services.redis.delete(WAITING_KEY)  # from now on, new work enqueues another drain
+    except (RedisError, OSError) as exc:
+        log.warning("drain: Redis unavailable (%s)", exc)
     now, config = utcnow(), services.rules.current
     due = _claim_due_timers(services, now=now)
     try:

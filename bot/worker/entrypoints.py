@@ -38,10 +38,9 @@ def current_services() -> Services:
     return _current
 
 
-def drain(helper: bool = False) -> str:
-    """Batches of pending work for up to a second (`bot.worker.drains`); `helper`: the drain
-    a full step asked for."""
-    return str(drain_for_job(current_services(), helper=helper))
+def drain() -> str:
+    """Batches of pending work for up to a second (`bot.worker.drains`)."""
+    return str(drain_for_job(current_services()))
 
 
 def deliver(outbox_id: int) -> str:

@@ -91,60 +91,21 @@ def test_after_a_step_short_of_a_batch_work_gathers_and_requests_wait_for_it(
     services.close()
 
 
-def _request_after_step(monkeypatch, services, *, at: int) -> list[int]:
-    """Makes the drain's step number `at` (from 1) followed by a new task and its request, as
-    a webhook committed while the drain works; returns the new task's id once made."""
-    real_step, made, count = drains._step, [], [0]
+def test_a_drain_that_finds_another_one_asked_for_ends(database_url, redis_url, tmp_path,
+                                                     monkeypatch):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    real_step = drains._step
 
     def step_then_a_request(services, **kwargs):
         result = real_step(services, **kwargs)
-        count[0] += 1
-        if count[0] == at:
-            made.append(new_task(services, sla="long"))
-            request_drain(services)
+        request_drain(services)  # a webhook came during the step: a drain job is queued
         return result
 
     monkeypatch.setattr(drains, "_step", step_then_a_request)
-    return made
-
-
-@pytest.mark.parametrize("at", [1, 2], ids=["during-a-step-with-work", "after-the-last-look"])
-def test_a_request_made_while_a_drain_works_is_taken_by_it(database_url, redis_url, tmp_path,
-                                                          monkeypatch, slack, at):
-    services = make_services(database_url, redis_url, write_rules(tmp_path))
-    new_task(services, sla="long")
-    made = _request_after_step(monkeypatch, services, at=at)  # step 2 finds nothing to do
-    monkeypatch.setattr(drains.time, "sleep", lambda seconds: None)
-    assert run_drain(services, owner="drain-test", seconds=60).outbox == 2
-    assert made and len(slack.sent_messages()) == 2  # both cards, by this drain
-    assert drains_queued(services) == []  # the request queued no other drain
-    request_drain(services)  # the drain gave the waiting key back as it ended
-    assert len(drains_queued(services)) == 1
-    services.close()
-
-
-def test_at_its_deadline_a_drain_that_was_asked_again_hands_over(
-    database_url, redis_url, tmp_path, monkeypatch, slack
-):
-    services = make_services(database_url, redis_url, write_rules(tmp_path))
-    new_task(services, sla="long")
-    _request_after_step(monkeypatch, services, at=1)
-    assert run_drain(services, owner="drain-test", seconds=0).outbox == 1
-    assert len(drains_queued(services)) == 1  # for the task made during its step
-    services.close()
-
-
-def test_a_full_step_asks_for_one_helper_drain(database_url, redis_url, tmp_path, monkeypatch,
-                                               slack):
-    monkeypatch.setattr(tunables, "OUTBOX_BATCH", 1)
-    services = make_services(database_url, redis_url, write_rules(tmp_path))
-    for _ in range(3):
-        new_task(services, sla="long")
-    assert run_drain(services, owner="drain-test", seconds=60).outbox == 3
-    [helper] = drains_queued(services)  # asked for by the first full step, not by each
-    assert services.jobs.queue.fetch_job(helper).args == (True,)
-    drains.drain_for_job(services, helper=True)  # as it starts, a full step may ask again
-    assert not services.redis.exists(drains.HELPER_KEY)
+    monkeypatch.setattr(drains.time, "sleep", lambda seconds: pytest.fail("gathered"))
+    assert run_drain(services, owner="drain-test", seconds=60).outbox == 1  # that queued job
+    assert len(drains_queued(services)) == 1  # takes what comes next
     services.close()
 
 

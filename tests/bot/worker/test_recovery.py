@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bot.core import tunables
-from bot.core.jobs import DRAIN, make_job_id
 from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
 from bot.worker.sweeper import sweep
@@ -137,9 +136,7 @@ def test_killed_workers_lose_nothing(database_url, redis_url, tmp_path, monkeypa
 
         event_id = store_message(services, "hola, ¿dónde está mi pedido?")
         with events_locked(database_url):
-            # The drain at work only counts requests now: the other worker takes the helper
-            # drain a full step asks for, and waits for the lock.
-            services.jobs.enqueue_new(DRAIN, True, job_id=make_job_id("drain", "helper"))
+            request_drain(services)  # the other worker: its drain waits for the lock
             wait_for(lambda: len(started_drains(services)) == 2, 20, "processing")
             time.sleep(0.5)
             for worker in workers:  # one inside its 8 s Slack call, one waiting for the lock
