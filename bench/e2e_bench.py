@@ -148,6 +148,7 @@ def _generator() -> Iterator[ProcessPoolExecutor]:
 
 def run_rate(args: argparse.Namespace, workers: int, rate: int) -> dict:
     with warmed(args, workers) as (deployment, warmed_up, cards), _generator() as generator:
+        deployment.slack.delay = deployment.graph.delay = args.api_delay / 1000
         failures, sent = generator.submit(load, deployment.ports, rate,
                                           int(rate * args.seconds), f"34{rate:03d}").result()
         result = measure(deployment.db, deployment.slack, sent, wait=60, after_task=warmed_up,
@@ -184,13 +185,17 @@ def main() -> None:
     parser.add_argument("--workers", default="2", help="worker processes, or a list: 1,2,4")
     parser.add_argument("--rates", default="100,300", help="open-loop rates; '' for none")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--api-delay", type=float, default=0.0, metavar="MS",
+                        help="the Slack and Graph fakes answer each call this much later, "
+                             "as the real APIs do from afar (the rate runs)")
     parser.add_argument("--saturate", type=int, default=0,
                         help="webhooks in a closed-loop burst (0: no saturation run)")
     args = parser.parse_args()
     print(f"e2e_bench: {args.database}, {args.web} web + {args.workers} workers, 20 % "
           "redeliveries, every message a new customer, from its own process "
           "(bench/loadgen.py: raw HTTP/1.1, keep-alive); this machine's reference workload: "
-          f"{reference_ms():.0f} ms CPU")
+          f"{reference_ms():.0f} ms CPU"
+          + (f"; the fake APIs answer {args.api_delay:.0f} ms late" if args.api_delay else ""))
     for workers in (int(w) for w in args.workers.split(",")):
         for rate in (int(r) for r in args.rates.split(",") if r):
             r = run_rate(args, workers, rate)  # a fresh database and Redis for each run

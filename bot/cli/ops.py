@@ -24,6 +24,7 @@ from bot.core.bootstrap import (
     check_redis,
     connect_redis,
     database_errors_explained,
+    freeze_heap,
     open_database,
 )
 from bot.core.jobs import Jobs, list_failed_jobs, requeue_failed_job
@@ -134,8 +135,10 @@ def serve(
         open_database(settings).dispose()
     port = port or int(os.environ.get("PORT", "8000"))
     configure_logging(settings.secrets(), settings.log_level)
+    app = create_app(settings)
+    freeze_heap()
     # log_config=None: uvicorn's loggers go through the one set-up above (and its redaction)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+    uvicorn.run(app, host=host, port=port, log_config=None,
                 log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=tunables.WEB_SHUTDOWN_GRACE)
 
@@ -155,6 +158,7 @@ def worker(
     services = _services(settings, migrate=not no_migrate, for_worker=True)
     configure_logging(services.settings.secrets(), services.settings.log_level)
     install_services(services)
+    freeze_heap()
     try:
         run_worker(services, burst=burst)
     finally:

@@ -3,6 +3,9 @@
 import threading
 import time
 
+import pytest
+
+from bot.usecases.delivery import SEND_THREAD
 from bot.worker.cpu import STAGES, StageClock
 from notifiers.slack import LOOP_THREAD
 
@@ -46,17 +49,18 @@ def test_threads_keep_their_own_stages_and_a_snapshot_adds_the_process_time():
     assert snapshot["process"] >= snapshot["upkeep"]
 
 
-def test_the_slack_senders_loop_thread_counts_as_delivery():
+@pytest.mark.parametrize("name", [LOOP_THREAD, f"{SEND_THREAD}_0"])
+def test_the_threads_that_send_count_as_delivery(name):
     clock = StageClock()
     before = clock.snapshot()["delivery"]  # other tests' senders may have loops of their own
     spun, done = threading.Event(), threading.Event()
 
-    def loop() -> None:  # the sender's event loop makes the Slack calls on its own thread
+    def loop() -> None:  # the Slack calls, or a drain's lane of rows, on a thread of their own
         spin(0.05)
         spun.set()
         done.wait()
 
-    thread = threading.Thread(target=loop, name=LOOP_THREAD)
+    thread = threading.Thread(target=loop, name=name)
     thread.start()
     try:
         spun.wait()

@@ -15,6 +15,7 @@ from bot.worker import drains
 from bot.worker.drains import drain, request_drain, run_drain
 from bot.worker.process import make_worker
 from bot.worker.sweeper import TIMERS_CHECKED_KEY, sweep
+from notifiers.queueing import queue_notification
 from store.claims import hand_over
 from store.models import OutboxMessage, OutboxStatus, Task
 from store.types import utcnow
@@ -129,6 +130,28 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
         f"timer-{task_id}-remind-resolution-50",
         f"timer-{task_id}-remind-resolution-75",
     ]
+    services.close()
+
+
+def test_a_drain_sends_different_tasks_rows_at_once_and_one_tasks_rows_in_order(
+    database_url, redis_url, tmp_path, slack
+):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    first, *others = [new_task(services, sla="long") for _ in range(3)]
+    with services.db.transaction() as session:  # a second card of the first task
+        queue_notification(session, config=services.rules.current, kind="assigned",
+                           task=session.get(Task, first), agent_id="ana", dedupe_key="again")
+    slack.delay = 0.5  # Slack far away: every call is answered half a second later
+    assert drain(services).outbox == 4
+
+    def cards(task_id: int) -> list[float]:
+        return [r.at.timestamp() for r in slack.calls("chat.postMessage")
+                if f"T-{task_id}" in r.params["text"]]
+
+    first_cards = [cards(task_id)[0] for task_id in (first, *others)]
+    assert max(first_cards) - min(first_cards) < 0.5  # sent before any answer came
+    earlier, later = cards(first)
+    assert later - earlier >= 0.5  # sent once the first had its answer
     services.close()
 
 
