@@ -2,11 +2,12 @@
 
 A worker's main thread runs the jobs: it charges the thread's CPU time (`time.thread_time`)
 to the stage it is in (processing, delivery, timers, webhooks), a nested stage pausing the one
-around it; the keeper threads charge theirs to `upkeep`; the Slack sender's event loop
-thread (`notifiers.slack`), which makes the sends' calls, and the threads that send a drain's
-lanes (`bot.usecases.delivery`) count as `delivery`. The heartbeat publishes the totals, with
-the whole process's CPU time, in the Redis hash `opsbot:cpu:<worker name>` (it expires with
-the alive key), so an operator or `bench/capacity_bench.py` can see where the CPU goes.
+around it; the keeper threads charge theirs to `upkeep`; the Slack and Telegram senders' event
+loop threads (`notifiers.slack`, `notifiers.telegram`), which make the sends' calls, and the
+threads that send a drain's lanes (`bot.usecases.delivery`) count as `delivery`. The
+heartbeat publishes the totals, with the whole process's CPU time, in the Redis hash
+`opsbot:cpu:<worker name>` (it expires with the alive key), so an operator or
+`bench/capacity_bench.py` can see where the CPU goes.
 What no stage claims (RQ dequeuing a job, saving its result, drain requests) is the process's
 time minus the stages'.
 """
@@ -19,9 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bot.usecases.delivery import SEND_THREAD
-from notifiers.slack import LOOP_THREAD
+from notifiers import slack, telegram
 
 CPU_KEY = "opsbot:cpu:{}"
+SENDING_THREADS = (slack.LOOP_THREAD, telegram.LOOP_THREAD)
 STAGES = ("processing", "delivery", "timers", "webhooks", "upkeep")
 
 
@@ -49,7 +51,7 @@ class StageClock:
         with self._lock:
             totals = {**self.totals, "process": time.process_time()}
         totals["delivery"] += sum(_cpu_time(thread) for thread in threading.enumerate()
-                                  if thread.name == LOOP_THREAD
+                                  if thread.name in SENDING_THREADS
                                   or thread.name.startswith(SEND_THREAD))
         return totals
 

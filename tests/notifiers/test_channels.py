@@ -2,6 +2,7 @@
 API and Telegram Bot API (local servers on port 0 that record what they received)."""
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -117,6 +118,16 @@ def test_a_server_error_is_transient(channel):
     with pytest.raises(TransientDeliveryError) as raised:
         channel.sender.send(channel.agent, CARD)
     assert raised.value.retry_after is None
+
+
+def test_calls_from_several_threads_go_out_at_the_same_time(channel):
+    channel.sender.send(channel.team, CARD)  # connected (Telegram: its getMe), DM opened
+    channel.fake.reset()
+    channel.fake.delay = 0.5  # the API far away: each call answered half a second later
+    with ThreadPoolExecutor(3) as lanes:
+        list(lanes.map(lambda _: channel.sender.send(channel.agent, CARD), range(3)))
+    arrived = [r.at.timestamp() for r in channel.fake.calls(channel.send_method)]
+    assert len(arrived) == 3 and max(arrived) - min(arrived) < 0.5  # none waited for another
 
 
 def test_senders_name_their_channel_and_hide_their_token():

@@ -7,7 +7,7 @@ import pytest
 
 from bot.usecases.delivery import SEND_THREAD
 from bot.worker.cpu import STAGES, StageClock
-from notifiers.slack import LOOP_THREAD
+from notifiers import slack, telegram
 
 
 def spin(seconds: float) -> None:
@@ -49,7 +49,7 @@ def test_threads_keep_their_own_stages_and_a_snapshot_adds_the_process_time():
     assert snapshot["process"] >= snapshot["upkeep"]
 
 
-@pytest.mark.parametrize("name", [LOOP_THREAD, f"{SEND_THREAD}_0"])
+@pytest.mark.parametrize("name", [slack.LOOP_THREAD, telegram.LOOP_THREAD, f"{SEND_THREAD}_0"])
 def test_the_threads_that_send_count_as_delivery(name):
     clock = StageClock()
     before = clock.snapshot()["delivery"]  # other tests' senders may have loops of their own
