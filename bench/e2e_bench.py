@@ -15,8 +15,12 @@ time all opsbot processes spent per message (user + system, the kernel's account
 messages/s flatten, but the messages per CPU-second show whether workers scale (they stay
 flat when nothing serialises).
 
+With --api-delay MS the Slack and Graph fakes answer every call that much later, as the real
+APIs do from afar (0.1-0.3 s): the latency then shows how the workers wait for them.
+
     python bench/e2e_bench.py [--database sqlite|postgresql] [--web 1] [--workers 2]
                               [--rates 100,300] [--seconds 10] [--saturate 2000]
+                              [--api-delay 100]
 """
 
 import argparse

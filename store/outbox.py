@@ -32,19 +32,17 @@ def add_outbox_message(
     """Queues a delivery once per `dedupe_key`, to be sent at `not_before` at the earliest
     (None: at once); returns None when it was already queued.
 
-    The key makes re-runs of a job (a reminder, a processed message) harmless. `new_key`
-    says that no row can have the key (it names a task or a message created in this
-    transaction, or the caller just looked): no look-up (the unique key would still refuse
-    a second row).
+    The key makes re-runs of a job (a reminder, a processed message) harmless: the INSERT
+    skips a key already stored (one statement, no look-up first). `new_key` says that no row
+    can have the key (it names a task or a message created in this transaction, or the
+    caller just looked): a plain INSERT (the unique key would still refuse a second row).
     """
-    if not new_key and _queued(session, dedupe_key):
-        return None
     return insert_row(session, OutboxMessage, {
         "dedupe_key": dedupe_key, "channel": channel, "kind": kind,
         "payload": personal(payload, _data_key(session, contact_id, task_id)),
         "task_id": task_id, "agent_id": agent_id, "contact_id": contact_id,
         "status": OutboxStatus.PENDING, "next_attempt_at": not_before,
-    })
+    }, skip_conflict=not new_key)
 
 
 def _data_key(session: Session, contact_id: int | None, task_id: int | None) -> str | None:
