@@ -115,9 +115,9 @@ def send_claimed(db: Database, outlets: Outlets, rows: list[OutboxMessage],
     what to record (a drain records it in its next transaction).
 
     The rows go in lanes (`_lane`): one customer's messages, one task's cards and card
-    updates, each lane in the order queued; up to SEND_LANES lanes at the same time. Slack
-    and the Graph API answer in 0.1-0.3 s from afar: one row after another, a worker sent
-    fewer than ten a second, and the last card of a step waited for all the others."""
+    updates, each lane in the order queued; up to SEND_LANES lanes at the same time. Slack,
+    Telegram and the Graph API answer in 0.1-0.3 s from afar: one row after another, a
+    worker sent fewer than ten a second, and the last card of a step waited for the others."""
     lanes: dict[tuple, list[OutboxMessage]] = {}
     for row in rows:
         lanes.setdefault(_lane(row), []).append(row)
