@@ -30,12 +30,13 @@ import random
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import loadgen  # bench/loadgen.py, beside this script
 from deployment import Deployment, deploy, reference_ms
 from sqlalchemy import func, select
 
-from sandbox.inbound import slack_command, whatsapp_message
+from sandbox.inbound import Sender, slack_command, whatsapp_message
 from sandbox.stack import PHONE_ID, WHATSAPP_SECRET, sandbox_sender
 from store.models import Message, OutboxMessage, OutboxStatus, Task
 
@@ -123,9 +124,13 @@ class Agents:
             future.result()
         self.pool.shutdown()
 
+    @cached_property
+    def senders(self) -> list[Sender]:
+        """One per web process, shared by the agents' threads (keep-alive connections)."""
+        return [sandbox_sender(port) for port in self.deployment.ports]
+
     def _command(self, user: str, verbs: list[str], number: int) -> None:
-        ports = self.deployment.ports
-        sender = sandbox_sender(ports[number % len(ports)])
+        sender = self.senders[number % len(self.senders)]
         for verb in verbs:
             answer = sender.slack_form(slack_command(
                 user_id=user, text=verb, response_url=self.deployment.slack.response_url()))
