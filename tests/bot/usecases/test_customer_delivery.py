@@ -5,12 +5,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.usecases.delivery import Delivered, DeliveryOutcome, send_customer_message
+from bot.usecases.delivery import Delivered, DeliveryOutcome, send_claimed, send_customer_message
 from bot.worker.retries import deliver, outlets_of, process_event
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
 from notifiers.notifications import NotificationKind
 from store.events import Audit, list_events
 from store.models import Contact, InboundEvent, Message, OutboxMessage, OutboxStatus
+from store.outbox import CUSTOMER_CHANNEL, queue_customer_message
 from store.types import utcnow
 from tests.bot.whatsapp_kit import CUSTOMER, TEXT, live, make_settings, message_body, post
 from tests.fakes import FakeGraph
@@ -128,3 +129,32 @@ def test_a_message_whatsapp_refuses_for_good_ends_failed_and_tells_the_assignee(
     assert card.agent_id == "ana"
     title = card.payload["notification"]["title"]
     assert title.startswith(f"WhatsApp refused the message to the customer of T-{row.task_id}")
+
+
+def test_a_customers_messages_go_in_order_and_other_customers_at_the_same_time(app, graph):
+    services, url = app
+    for wamid, wa_id in (("wamid.A", CUSTOMER), ("wamid.B", "34600999888")):
+        assert post(url, message_body(TEXT, wamid=wamid, wa_id=wa_id)).status_code == 200
+    with services.db.transaction() as session:
+        events = session.scalars(select(InboundEvent.id).order_by(InboundEvent.id)).all()
+    for event_id in events:
+        process_event(services, event_id)  # an acknowledgement queued for each customer
+    with services.db.transaction() as session:
+        ack = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "ack")
+                              .order_by(OutboxMessage.id)).first()
+        first = session.get(Contact, ack.contact_id)  # the customer who wrote first
+        assert first.wa_id == CUSTOMER
+        queue_customer_message(session, contact=first, kind="reply", text="Ya está en camino",
+                               dedupe_key="reply-1")
+        to_customers = select(OutboxMessage).where(OutboxMessage.channel == CUSTOMER_CHANNEL)
+        rows = list(session.scalars(to_customers.order_by(OutboxMessage.id)))
+    graph.delay = 0.5  # the Graph API far away: every call is answered half a second later
+    sent = send_claimed(services.db, outlets_of(services), rows, {})
+    assert len(sent.sent) == 3 and not sent.failed
+    arrived = {(r.json["to"], r.json["text"]["body"]): r.at.timestamp()
+               for r in graph.calls("messages") if r.json and "text" in r.json}
+    ack, reply = sorted(at for (to, _), at in arrived.items() if to == CUSTOMER)
+    [other] = [at for (to, _), at in arrived.items() if to != CUSTOMER]
+    assert reply - ack >= 0.5  # the reply waited for the acknowledgement's answer
+    assert abs(other - ack) < 0.5  # the other customer's did not
+    assert arrived[(CUSTOMER, "Ya está en camino")] == reply
