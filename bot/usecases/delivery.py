@@ -121,18 +121,11 @@ def send_claimed(db: Database, outlets: Outlets, rows: list[OutboxMessage],
     lanes: dict[tuple, list[OutboxMessage]] = {}
     for row in rows:
         lanes.setdefault(_lane(row), []).append(row)
-    if len(lanes) > 1:
-        results = _senders().map(lambda lane: _send_lane(db, outlets, lane, posted),
-                                 lanes.values())
-    else:
-        results = (_send_lane(db, outlets, lane, posted) for lane in lanes.values())
-    outcome = {row_id: values for result in results for row_id, values in result.items()}
+    run = _senders().map if len(lanes) > 1 else map
     sends = Sends()
-    for row in rows:
-        if (values := outcome[row.id]) is None:
-            sends.failed.append(row.id)
-        else:
-            sends.sent.append(values)
+    for sent in run(lambda lane: _send_lane(db, outlets, lane, posted), lanes.values()):
+        sends.sent += sent.sent
+        sends.failed += sent.failed
     return sends
 
 
@@ -147,19 +140,18 @@ def _lane(row: OutboxMessage) -> tuple:
 
 
 def _send_lane(db: Database, outlets: Outlets, lane: list[OutboxMessage],
-               posted: dict[int, PostedCard]) -> dict[int, dict[str, Any] | None]:
-    """Sends a lane's rows in order: by row id, `_sent_values`, or None for a row handed to
-    its own job."""
-    outcome: dict[int, dict[str, Any] | None] = {}
+               posted: dict[int, PostedCard]) -> Sends:
+    """Sends a lane's rows one after another, in order."""
+    sends = Sends()
     for row in lane:
         try:
             chat_id, message_id = _send_once(db, outlets, row, posted)
         except Exception as exc:  # the row's own job retries, waits or falls back
             log.info("outbox %s: %s; handing it to its own job", row.id, exc)
-            outcome[row.id] = None
+            sends.failed.append(row.id)
             continue
-        outcome[row.id] = _sent_values(row, chat_id=chat_id, message_id=message_id)
-    return outcome
+        sends.sent.append(_sent_values(row, chat_id=chat_id, message_id=message_id))
+    return sends
 
 
 @cache
