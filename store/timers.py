@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session, lazyload
 
 from store.models import OPEN_STATUSES, TIMERS_TO_SCHEDULE, Task, TaskStatus
 
-_STALE = text(TIMERS_TO_SCHEDULE)  # the predicate of the tasks' partial index
+# The predicate of the tasks' partial index, in parentheses: it is an OR, and a text clause is
+# not grouped when ANDed with another condition.
+_STALE = text(f"({TIMERS_TO_SCHEDULE})")
 
 
 def has_timers_to_schedule(session: Session) -> bool:
