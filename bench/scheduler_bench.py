@@ -4,11 +4,11 @@
         [--spread-seconds 20] [--burst 10000] [--workers 4]
 
 Runs `opsbot worker` processes on SQLite and the local Redis (bench/deployment.py: database 8,
-flushed). Reminders are scheduled as `bot.worker.timers` does (the timers' schedule with the
-exact score, a compact job hash each) for tasks that do not exist: the workers fire them as
-they fire every timer (the scheduler's tick asks for a drain, the drain claims a batch and
-fires it in its transaction, where a missing task ends the timer), and each fired timer's
-job records when it was taken off the schedule.
+flushed). Reminders are scheduled as `bot.worker.timers` does (the schedule with the exact
+instant, the task's registry) for tasks that do not exist: the workers fire them as they fire
+every timer (the scheduler's tick asks for a drain, the drain claims a batch and fires it in
+its transaction, where a missing task ends the timer), and the bench watches the schedule to
+see when each one leaves it (after the drain's commit).
 
 Prints: Redis memory for the pending reminders, lateness p50/p99 of reminders spread over
 time (due instant to fired and committed), and how long a burst of reminders due in the same
@@ -21,11 +21,10 @@ from datetime import UTC, datetime, timedelta
 
 from deployment import deploy  # bench/deployment.py, beside this script
 from redis import Redis
-from rq.job import Job
 
 from bot.core.jobs import Jobs, timer_job_id
 from bot.worker.process import tune_redis
-from bot.worker.timers import schedule_exactly
+from bot.worker.timers import add_timers, due_key
 
 RULES = """\
 version: 1
@@ -43,40 +42,38 @@ KIND = "remind-resolution-50"
 
 
 def schedule(jobs: Jobs, instants: list[datetime], *, first_id: int) -> list[str]:
-    """Schedules one reminder per instant, 1,000 per round trip; returns their job ids."""
+    """Schedules one reminder per instant, 1,000 per round trip; returns their ids."""
     ids = []
     for start in range(0, len(instants), 1000):
-        calls = []
-        for offset, at in enumerate(instants[start : start + 1000]):
-            task_id = first_id + start + offset
-            job_id = timer_job_id(task_id, KIND, 1)
-            calls.append((job_id, (task_id, KIND, 1, at.isoformat()), at))
         with jobs.redis.pipeline() as pipe:
-            schedule_exactly(jobs.timers, calls, [], pipe)
+            for offset, at in enumerate(instants[start : start + 1000]):
+                task_id = first_id + start + offset
+                job_id = timer_job_id(task_id, KIND, 1)
+                add_timers(pipe, jobs, task_id, {job_id: at})
+                ids.append(job_id)
             pipe.execute()
-        ids += [job_id for job_id, _args, _at in calls]
     return ids
 
 
-def wait_until_fired(jobs: Jobs, left: int, timeout: float) -> float:
-    """Until only `left` timers remain scheduled; returns the seconds it took."""
-    start, registry = time.monotonic(), jobs.timers.queue.scheduled_job_registry.key
-    while jobs.redis.zcard(registry) > left:
+def watch_fired(jobs: Jobs, ids: list[str], timeout: float) -> dict[str, float]:
+    """Watches the schedule until every one of `ids` has left it (fired and committed);
+    returns when each left (Unix time, within the 20 ms between looks)."""
+    start, schedule, fired = time.monotonic(), due_key(jobs), {}
+    waiting = list(ids)
+    while waiting:
         if time.monotonic() - start > timeout:
-            raise SystemExit(f"{jobs.redis.zcard(registry) - left} timers still scheduled "
-                             f"after {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
+            raise SystemExit(f"{len(waiting)} timers still scheduled after {timeout} s")
+        scores, now = jobs.redis.zmscore(schedule, waiting), time.time()
+        fired.update((job_id, now) for job_id, score in zip(waiting, scores, strict=True)
+                     if score is None)
+        waiting = [job_id for job_id, score in zip(waiting, scores, strict=True) if score]
+        time.sleep(0.02)
+    return fired
 
 
-def lateness(redis: Redis, ids: list[str], due: list[datetime]) -> list[float]:
-    """Seconds from each timer's due instant to its job's end (fired, committed)."""
-    with redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(Job.key_for(job_id), "ended_at")
-        ended = pipe.execute()
-    return sorted(datetime.fromisoformat(end.decode()).timestamp() - at.timestamp()
-                  for end, at in zip(ended, due, strict=True))
+def lateness(fired: dict[str, float], ids: list[str], due: list[datetime]) -> list[float]:
+    """Seconds from each timer's due instant to when it left the schedule."""
+    return sorted(fired[job_id] - at.timestamp() for job_id, at in zip(ids, due, strict=True))
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -114,8 +111,7 @@ def bench(redis: Redis, args) -> None:
     step = args.spread_seconds / args.spread
     spread = [start + timedelta(seconds=i * step) for i in range(args.spread)]
     ids = schedule(jobs, spread, first_id=1)
-    wait_until_fired(jobs, args.pending, timeout=args.spread_seconds + 60)
-    late = lateness(redis, ids, spread)
+    late = lateness(watch_fired(jobs, ids, timeout=args.spread_seconds + 60), ids, spread)
     print(
         f"spread reminders:   {args.spread:,} over {args.spread_seconds} s with "
         f"{args.workers} workers: lateness p50 {percentile(late, 50):.3f} s, "
@@ -125,8 +121,9 @@ def bench(redis: Redis, args) -> None:
     due = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
     ids = schedule(jobs, [due] * args.burst, first_id=100_000)
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
-    took = wait_until_fired(jobs, args.pending, timeout=120)
-    late = lateness(redis, ids, [due] * args.burst)
+    fired = watch_fired(jobs, ids, timeout=120)
+    took = max(fired.values()) - due.timestamp()
+    late = lateness(fired, ids, [due] * args.burst)
     print(
         f"burst:              {args.burst:,} reminders due in the same second all fired "
         f"{took:.1f} s after it (p50 {percentile(late, 50):.2f} s; target <= 15 s)"

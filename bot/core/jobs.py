@@ -7,25 +7,19 @@ name in Redis), so that this module and the modules that enqueue import no entry
 
 import hashlib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 
 from redis import Redis
-from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
-from rq.results import Result
 
 from bot.core import tunables
 
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
-_RUNNING = {JobStatus.STARTED}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-TIMERS_SUFFIX = "-timers"  # the timers' queue: `Jobs.timers`
 
 
 @dataclass(frozen=True)
@@ -111,13 +105,6 @@ class Jobs:
         self.redis = redis
         self.queue = Queue(queue_name, connection=redis)
 
-    @cached_property
-    def timers(self) -> "Jobs":
-        """The SLA timers' jobs: scheduled on a queue of their own that no worker takes from
-        and RQ's scheduler does not move; drains fire them in batches once due
-        (`bot.worker.timers.claim_due_timers`)."""
-        return Jobs(self.redis, queue_name=f"{self.queue.name}{TIMERS_SUFFIX}")
-
     def enqueue(self, spec: JobSpec, *args: object, job_id: str,
                 at: datetime | None = None) -> Job:
         """Enqueues `spec(*args)` now, or at `at`; returns the live job when one exists."""
@@ -136,76 +123,6 @@ class Jobs:
         no result (drains: many a minute, nothing to look at)."""
         options = {**_options(spec), "job_id": job_id, "result_ttl": 0}
         return self.queue.enqueue(spec.function, *args, **options)
-
-    def schedule_many(
-        self,
-        spec: JobSpec,
-        calls: Sequence[tuple[str, tuple, datetime]],
-        *,
-        cancel: Sequence[str] = (),
-        pipeline: Pipeline | None = None,
-    ) -> None:
-        """Schedules `spec(*args)` at `at` for each (job_id, args, at) by `enqueue`'s rule (a
-        live job with the id is kept, any other replaced) and deletes the jobs `cancel` unless
-        running. One round trip reads the statuses, one pipeline writes; with `pipeline` the
-        writes go there and the caller executes it (as in RQ's `schedule_job`)."""
-        planned = {job_id for job_id, _args, _at in calls}
-        ids = [*planned, *(job_id for job_id in dict.fromkeys(cancel) if job_id not in planned)]
-        status = dict(zip(ids, self.statuses(ids), strict=True))
-        # A cancelled job that is running is left alone (it re-reads its state).
-        kept = {job_id: _ALIVE if job_id in planned else _RUNNING for job_id in ids}
-        gone = [(i, s) for i, s in status.items() if s is not None and s not in kept[i]]
-        pipe = pipeline if pipeline is not None else self.redis.pipeline()
-        self.delete_many(gone, pipeline=pipe)
-        self._add_scheduled(spec, [c for c in calls if status[c[0]] not in _ALIVE], pipe)
-        if pipeline is None:
-            pipe.execute()
-
-    def _add_scheduled(self, spec: JobSpec, calls: list, pipe: Pipeline) -> None:
-        # What `enqueue_at` writes (RQ's `schedule_job`: SADD of the queue, the job's hash with
-        # its status, its score in the schedule), with one SADD for the whole batch.
-        if not calls:
-            return
-        pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
-        registry = self.queue.scheduled_job_registry
-        options = _options(spec)
-        for job_id, args, at in calls:
-            job = self.queue.create_job(
-                spec.function, args=args, job_id=job_id, status=JobStatus.SCHEDULED,
-                retry=options["retry"], timeout=options["job_timeout"],
-                result_ttl=options["result_ttl"], failure_ttl=options["failure_ttl"],
-            )  # fmt: skip
-            job.save(pipeline=pipe)
-            registry.schedule(job, at, pipeline=pipe)
-
-    def statuses(self, job_ids: Sequence[str]) -> list[JobStatus | None]:
-        """The stored status of each job (None when there is no job), in one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            found = pipe.execute()
-        return [JobStatus(s.decode()) if s else None for s in found]
-
-    def delete_many(self, jobs: Sequence[tuple[str, JobStatus]], *, pipeline: Pipeline) -> None:
-        """Adds to `pipeline` the deletion of each (job_id, status) job of this queue, as
-        `Job.delete` does for a job not running, without dependencies, group or rate limit
-        (opsbot uses none) but without its three reads per job."""
-        registries = {
-            JobStatus.SCHEDULED: self.queue.scheduled_job_registry,
-            JobStatus.DEFERRED: self.queue.deferred_job_registry,
-            JobStatus.FINISHED: self.queue.finished_job_registry,
-            JobStatus.FAILED: self.queue.failed_job_registry,
-            JobStatus.STOPPED: self.queue.failed_job_registry,
-            JobStatus.CANCELED: self.queue.canceled_job_registry,
-        }
-        for job_id, status in jobs:
-            if status == JobStatus.QUEUED:  # LREM scans the whole queue: only where it can be
-                pipeline.lrem(self.queue.key, 1, job_id)
-            if status in registries:
-                pipeline.zrem(registries[status].key, job_id)
-            job = Job(job_id, connection=self.redis)  # only for RQ's names of its keys
-            keys = (job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key)
-            pipeline.delete(*keys, Result.get_key(job_id))
 
     def exists(self, job_id: str) -> bool:
         job = self._fetch(job_id)

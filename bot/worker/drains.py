@@ -199,9 +199,9 @@ def _claim_due_timers(services: Services, *, now: datetime) -> list[DueTimer]:
 
 
 def _fire(session: Session, services: Services, due: list[DueTimer], *,
-          now: datetime) -> tuple[list[str], dict[str, str]]:
-    """Fires each claimed timer in a savepoint of the step's transaction; returns the job ids
-    of those fired, and the traceback of each that raised (`settle_timers` retries it)."""
+          now: datetime) -> tuple[list[str], dict[DueTimer, str]]:
+    """Fires each claimed timer in a savepoint of the step's transaction; returns the ids of
+    those fired, and the traceback of each that raised (`settle_timers` retries it)."""
     fired, failed = [], {}
     for timer in due:
         savepoint = session.begin_nested()
@@ -212,7 +212,7 @@ def _fire(session: Session, services: Services, due: list[DueTimer], *,
         except Exception:
             savepoint.rollback()
             log.exception("drain: timer %s failed", timer.job_id)
-            failed[timer.job_id] = traceback.format_exc()
+            failed[timer] = traceback.format_exc()
             continue
         savepoint.commit()
         log.debug("timer %s: %s", timer.job_id, outcome)
@@ -220,7 +220,7 @@ def _fire(session: Session, services: Services, due: list[DueTimer], *,
     return fired, failed
 
 
-def _settle_timers(services: Services, fired: list[str], failed: dict[str, str]) -> None:
+def _settle_timers(services: Services, fired: list[str], failed: dict[DueTimer, str]) -> None:
     try:
         with stage("timers"):
             settle_timers(services.jobs, fired, failed)

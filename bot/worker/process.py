@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 
-import rq.scheduler
 from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.utils import now as now_utc
@@ -49,9 +48,6 @@ class DrainingScheduler(RQScheduler):
         self.stop()
 
     def enqueue_scheduled_jobs(self):
-        # RQ compares scores with whole seconds; timers carry exact scores (bot.worker.timers), so
-        # "due" is decided with the exact time (this runs in the scheduler's own process).
-        rq.scheduler.current_timestamp = time.time
         for _ in range(tunables.SCHEDULER_MAX_BATCHES):
             super().enqueue_scheduled_jobs()
             if not self._has_due_jobs():

@@ -1,18 +1,22 @@
-"""Timers on RQ: each task's SLA timers and each agent's daily digest, as scheduled jobs.
+"""Timers in Redis: each task's SLA timers in one schedule, and each agent's daily digest as an
+RQ scheduled job.
 
 Drains (`bot.worker.drains`) call `schedule_timers` for the tasks whose `timer_generation`
-moved on (every `transition_task` bumps it). Each timer is an RQ scheduled job
-(`Jobs.schedule_many`, a batch of tasks at once) under a deterministic id
-`timer-<task>-<kind>-<generation>`, on the timers' own queue (`Jobs.timers`). A task's
-scheduled ids are kept in a Redis set, so that a later plan can cancel the timers it no
-longer has.
+moved on (every `transition_task` bumps it). A timer is an id, `timer-<task>-<kind>-<generation>`
+(`timer_job_id`), in two places:
+
+- the schedule, a sorted set per queue (`DUE_KEY`) whose score is the timer's exact instant;
+- its task's registry, a hash (`REGISTRY_KEY`) from the id to the instant (ISO 8601). A timer
+  stays there once fired, until a later plan drops it, so a look for lost timers
+  (`restore_missing_timers`) tells a timer that fired from one Redis lost.
 
 Firing: the scheduler's tick asks for a drain when a timer is due (`has_due_timers`); the
 drain claims a batch (`claim_due_timers`), fires them in its transaction
 (`bot.usecases.escalation.fire_timer` re-reads each task) and, after the commit, takes them
-off the schedule (`settle_timers`); one that raised is tried again after RETRY's waits, then
-joins the failed jobs. Why not one RQ job per timer: each cost a worker ~4 ms of
-RQ's handling and a transaction of its own, and under load timers were a third of the jobs.
+off the schedule (`settle_timers`). One that raised is tried again after RETRY's waits (the
+retries made are counted in `RETRIES_KEY`); once those are spent it joins the failed jobs as a
+`fire_timer` job. Why not an RQ job per timer: a job hash cost ~0.1 ms of a worker's CPU to
+write and ~0.8 KB of Redis, and one RQ job run per timer cost ~4 ms and a transaction.
 """
 
 from collections.abc import Mapping, Sequence
@@ -20,22 +24,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.client import Pipeline
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.utils import now as now_utc
-from rq.utils import utcformat
 
 from bot.core import tunables
-from bot.core.jobs import FIRE_TIMER, SEND_DIGEST, Jobs, digest_job_id, timer_job_id
+from bot.core.jobs import FIRE_TIMER, RETRY, SEND_DIGEST, Jobs, digest_job_id, timer_job_id
 from bot.usecases.digest import next_shift_start
 from bot.usecases.escalation import sla_clock
-from rules import RulesConfig, Timer, plan_timers
+from rules import RulesConfig, plan_timers
 from store.models import Task
 
-_REGISTRY = "opsbot:timers:{}"
-
-Call = tuple[str, tuple, datetime]  # (job_id, args, at)
+DUE_KEY = "opsbot:timers:due:{}"  # the queue's name
+REGISTRY_KEY = "opsbot:timers:{}"  # the task's id
+RETRIES_KEY = "opsbot:timers:retries:{}"  # the queue's name
 
 # Up to ARGV[2] ids due at ARGV[1], each moved to ARGV[3] (the end of its lease) at once.
 _CLAIM = """
@@ -47,7 +50,7 @@ return due
 
 @dataclass(frozen=True)
 class DueTimer:
-    """A timer claimed to fire: its job id and the arguments it was scheduled with."""
+    """A timer claimed to fire: its id and what `fire_timer` is called with."""
 
     job_id: str
     task_id: int
@@ -55,67 +58,79 @@ class DueTimer:
     generation: int
     at_iso: str
 
+    @property
+    def args(self) -> tuple[int, str, int, str]:
+        return self.task_id, self.kind, self.generation, self.at_iso
+
+
+def due_key(jobs: Jobs) -> str:
+    """The schedule of `jobs`' queue."""
+    return DUE_KEY.format(jobs.queue.name)
+
 
 def has_due_timers(jobs: Jobs, *, now: datetime) -> bool:
     """Whether a timer is due and not claimed (one round trip)."""
-    registry = jobs.timers.queue.scheduled_job_registry.key
-    return bool(jobs.redis.zrangebyscore(registry, "-inf", now.timestamp(), start=0, num=1))
+    return bool(jobs.redis.zrangebyscore(due_key(jobs), "-inf", now.timestamp(), start=0,
+                                         num=1))
 
 
 def claim_due_timers(jobs: Jobs, *, now: datetime, limit: int) -> list[DueTimer]:
     """Up to `limit` timers due at `now`, claimed for TIMER_LEASE: their score moves to the
     lease's end, so no other drain takes them, and timers a drain could not fire (it died, the
-    database failed) fire once the lease is over. A script, then one read of their jobs."""
-    timers = jobs.timers
-    registry = timers.queue.scheduled_job_registry.key
-    lease_end = now.timestamp() + tunables.TIMER_LEASE
+    database failed) fire once the lease is over. A script, then one read of their instants
+    in their tasks' registries."""
+    schedule = due_key(jobs)
     claim = jobs.redis.register_script(_CLAIM)
-    ids = [raw.decode() for raw in claim(keys=[registry], args=[now.timestamp(), limit, lease_end])]
+    lease_end = now.timestamp() + tunables.TIMER_LEASE
+    ids = [raw.decode() for raw in claim(keys=[schedule], args=[now.timestamp(), limit,
+                                                                lease_end])]
     if not ids:
         return []
-    found = Job.fetch_many(ids, connection=jobs.redis)
-    gone = [job_id for job_id, job in zip(ids, found, strict=True) if job is None]
+    with jobs.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(REGISTRY_KEY.format(_task_id(job_id)), job_id)
+        instants = pipe.execute()
+    gone = [job_id for job_id, at in zip(ids, instants, strict=True) if at is None]
     if gone:  # cancelled as it came due: nothing to fire
-        jobs.redis.zrem(registry, *gone)
-    return [DueTimer(job.id, *job.args) for job in found if job is not None]
+        jobs.redis.zrem(schedule, *gone)
+    return [_due(job_id, at.decode()) for job_id, at in zip(ids, instants, strict=True) if at]
 
 
-def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[str, str]) -> None:
-    """After the step's commit, one pipeline: the `fired` timers leave the schedule and their
-    jobs stay, FINISHED, for RESULT_TTL, as a job RQ ran would (the sweeper's look for lost
-    timers sees them). A timer whose firing raised (`failed`: id → traceback) waits RETRY's
-    next wait, as RQ retried timer jobs; once those are spent it joins the failed jobs of
-    `jobs`' queue (`opsbot jobs failed`, the console), from which a requeue runs it as a
-    `fire_timer` job of that queue."""
+def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[DueTimer, str]) -> None:
+    """After the step's commit, one pipeline: the `fired` timers leave the schedule (their
+    registry keeps them). A timer whose firing raised (`failed`: timer → traceback) waits
+    RETRY's next wait; once those are spent it joins the failed jobs of `jobs`' queue
+    (`opsbot jobs failed`, the console) as a `fire_timer` job, which a requeue runs."""
     if not fired and not failed:
         return
-    registry = jobs.timers.queue.scheduled_job_registry.key
-    raised = [job for job in Job.fetch_many(list(failed), connection=jobs.redis) if job]
+    schedule, retries = due_key(jobs), RETRIES_KEY.format(jobs.queue.name)
+    made = [int(n or 0) for n in jobs.redis.hmget(retries, [t.job_id for t in failed])] \
+        if failed else []
     ended = now_utc()
     with jobs.redis.pipeline() as pipe:
         if fired:
-            pipe.zrem(registry, *fired)
-        for job_id in fired:
-            pipe.hset(Job.key_for(job_id), mapping={"status": JobStatus.FINISHED.value,
-                                                    "ended_at": utcformat(ended)})
-            pipe.expire(Job.key_for(job_id), tunables.RESULT_TTL)
-        for job in raised:
-            if job.should_retry:
-                wait = job.get_retry_interval()
-                job.retries_left -= 1
-                pipe.hset(job.key, "retries_left", job.retries_left)
-                pipe.zadd(registry, {job.id: ended.timestamp() + wait})
+            pipe.zrem(schedule, *fired)
+            pipe.hdel(retries, *fired)
+        for (timer, error), before in zip(failed.items(), made, strict=True):
+            if before < RETRY.retries:
+                wait = RETRY.wait_before(before + 1).total_seconds()
+                pipe.zadd(schedule, {timer.job_id: ended.timestamp() + wait})
+                pipe.hset(retries, timer.job_id, before + 1)
             else:
-                _fail(jobs, job, failed[job.id], ended=ended, pipe=pipe)
-                pipe.zrem(registry, job.id)
+                _fail(jobs, timer, error, ended=ended, pipe=pipe)
+                pipe.zrem(schedule, timer.job_id)
+                pipe.hdel(retries, timer.job_id)
         pipe.execute()
 
 
-def _fail(jobs: Jobs, job: Job, error: str, *, ended: datetime, pipe: Pipeline) -> None:
-    # What RQ's worker writes for a job that failed for good, with the job's origin moved to
-    # `jobs`' queue: the failed registry lists it there, and a requeue enqueues it there.
-    job.origin, job.ended_at = jobs.queue.name, ended
-    job.set_status(JobStatus.FAILED, pipeline=pipe)
+def _fail(jobs: Jobs, timer: DueTimer, error: str, *, ended: datetime, pipe: Pipeline) -> None:
+    # What RQ's worker writes for a `fire_timer` job of `jobs`' queue that failed for good:
+    # the failed registry lists it there, and a requeue enqueues it there.
+    job = jobs.queue.create_job(FIRE_TIMER.function, args=timer.args, job_id=timer.job_id,
+                                status=JobStatus.FAILED, timeout=tunables.JOB_TIMEOUT,
+                                result_ttl=tunables.RESULT_TTL, failure_ttl=tunables.FAILURE_TTL)
+    job.ended_at = ended
+    job.save(pipeline=pipe)
     FailedJobRegistry(queue=jobs.queue).add(job, ttl=tunables.FAILURE_TTL, exc_string=error,
                                             pipeline=pipe)
     Result.create_failure(job, tunables.FAILURE_TTL, exc_string=error, pipeline=pipe)
@@ -123,94 +138,83 @@ def _fail(jobs: Jobs, job: Job, error: str, *, ended: datetime, pipe: Pipeline) 
 
 def schedule_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
                     now: datetime) -> dict[int, list[str]]:
-    """Schedules the timers of each task's current generation (an id already alive in Redis
-    is kept as is) and cancels the task's registered timers of that generation or an earlier
-    one that the plan no longer has, in three Redis round trips for the batch: the registered
-    ids (SMEMBERS), the jobs' statuses, then one pipeline that schedules, cancels and updates
-    each task's registry. A later generation's timers are never touched, so two drains
-    scheduling one task's generations in either order leave the later one in place (the
-    earlier one's timers fire and do nothing). Returns each task's job ids now scheduled."""
-    jobs = jobs.timers
-    plans = {task.id: _planned(task, plan_timers(config, sla_clock(task), now=now))
-             for task in tasks}
+    """Schedules the timers of each task's current generation (an id already registered,
+    pending or fired, is kept as is) and cancels the task's registered timers of that
+    generation or an earlier one that the plan no longer has, in two Redis round trips for the
+    batch: the registries, then one transaction. A later generation's timers are never
+    touched, so two drains scheduling one task's generations in either order leave the later
+    one in place (the earlier one's timers fire and do nothing). Returns each task's timer
+    ids now scheduled."""
+    plans = {task.id: _planned(task, config, now=now) for task in tasks}
     generations = {task.id: task.timer_generation for task in tasks}
-    cancel = _replaced_timers(jobs, plans, generations)
+    with jobs.redis.pipeline(transaction=False) as pipe:
+        for task_id in plans:
+            pipe.hkeys(REGISTRY_KEY.format(task_id))
+        registered = dict(zip(plans, pipe.execute(), strict=True))
     with jobs.redis.pipeline() as pipe:
-        calls = [call for plan in plans.values() for call in plan.values()]
-        schedule_exactly(jobs, calls, [i for ids in cancel.values() for i in ids], pipe)
+        cancelled = []
         for task_id, plan in plans.items():
-            if cancel[task_id]:
-                pipe.srem(_REGISTRY.format(task_id), *cancel[task_id])
-            if plan:
-                pipe.sadd(_REGISTRY.format(task_id), *plan)
+            known = {member.decode() for member in registered[task_id]}
+            cancel = sorted(job_id for job_id in known
+                            if job_id not in plan and _generation(job_id) <= generations[task_id])
+            if cancel:
+                pipe.hdel(REGISTRY_KEY.format(task_id), *cancel)
+                cancelled += cancel
+            add_timers(pipe, jobs, task_id, {i: at for i, at in plan.items() if i not in known})
+        if cancelled:
+            pipe.zrem(due_key(jobs), *cancelled)
+            pipe.hdel(RETRIES_KEY.format(jobs.queue.name), *cancelled)
         pipe.execute()
     return {task_id: list(plan) for task_id, plan in plans.items()}
 
 
-def _replaced_timers(jobs: Jobs, plans: dict[int, dict],
-                     generations: dict[int, int]) -> dict[int, list[str]]:
-    """Each task's registered job ids, of its generation or an earlier one, that its plan no
-    longer has."""
+def restore_missing_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
+                           now: datetime) -> list[str]:
+    """Schedules again the current generation's timers missing from their task's registry (a
+    flush, an eviction): one read of the registries, then one transaction."""
+    plans = {task.id: _planned(task, config, now=now) for task in tasks}
     with jobs.redis.pipeline(transaction=False) as pipe:
         for task_id in plans:
-            pipe.smembers(_REGISTRY.format(task_id))
+            pipe.hkeys(REGISTRY_KEY.format(task_id))
         registered = pipe.execute()
-    return {
-        task_id: [job_id for job_id in sorted(member.decode() for member in members)
-                  if job_id not in plan and _generation(job_id) <= generations[task_id]]
-        for (task_id, plan), members in zip(plans.items(), registered, strict=True)
-    }
+    restored = []
+    with jobs.redis.pipeline() as pipe:
+        for (task_id, plan), members in zip(plans.items(), registered, strict=True):
+            known = {member.decode() for member in members}
+            missing = {job_id: at for job_id, at in plan.items() if job_id not in known}
+            add_timers(pipe, jobs, task_id, missing)
+            restored += missing
+        pipe.execute()
+    return restored
+
+
+def add_timers(pipe: Pipeline, jobs: Jobs, task_id: int, timers: dict[str, datetime]) -> None:
+    """Adds to `pipe` the scheduling of `timers` (id → instant) of task `task_id`."""
+    if timers:
+        pipe.zadd(due_key(jobs), {job_id: at.timestamp() for job_id, at in timers.items()})
+        pipe.hset(REGISTRY_KEY.format(task_id),
+                  mapping={job_id: at.isoformat() for job_id, at in timers.items()})
+
+
+def _planned(task: Task, config: RulesConfig, *, now: datetime) -> dict[str, datetime]:
+    """Each planned timer's id → its instant."""
+    return {timer_job_id(task.id, timer.kind, task.timer_generation): timer.at
+            for timer in plan_timers(config, sla_clock(task), now=now)}
+
+
+def _due(job_id: str, at_iso: str) -> DueTimer:
+    """The timer of a `timer_job_id`: timer-<task>-<kind>-<generation>."""
+    _prefix, task_id, rest = job_id.split("-", 2)
+    kind, generation = rest.rsplit("-", 1)
+    return DueTimer(job_id, int(task_id), kind, int(generation), at_iso)
+
+
+def _task_id(job_id: str) -> str:
+    return job_id.split("-", 2)[1]
 
 
 def _generation(job_id: str) -> int:
-    """The generation in a `timer_job_id`."""
     return int(job_id.rsplit("-", 1)[1])
-
-
-def restore_missing_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
-                           now: datetime) -> list[str]:
-    """Re-enqueues the current generation's timers whose job is gone from Redis (a flush).
-
-    One pipelined EXISTS per planned timer, then one pipeline that schedules the missing ones
-    (a job that came back meanwhile is kept) and adds them to their task's registry.
-    """
-    jobs = jobs.timers
-    plans = {task.id: _planned(task, plan_timers(config, sla_clock(task), now=now))
-             for task in tasks}
-    planned = [(task_id, call) for task_id, plan in plans.items() for call in plan.values()]
-    with jobs.redis.pipeline(transaction=False) as pipe:
-        for _task_id, (job_id, _args, _at) in planned:
-            pipe.exists(Job.key_for(job_id))
-        present = pipe.execute()
-    missing = [entry for entry, found in zip(planned, present, strict=True) if not found]
-    with jobs.redis.pipeline() as pipe:
-        schedule_exactly(jobs, [call for _task_id, call in missing], [], pipe)
-        for task_id, (job_id, _args, _at) in missing:
-            pipe.sadd(_REGISTRY.format(task_id), job_id)
-        pipe.execute()
-    return [job_id for _task_id, (job_id, _args, _at) in missing]
-
-
-def _planned(task: Task, timers: list[Timer]) -> dict[str, Call]:
-    """Each timer's job id -> the (job_id, args, at) call that schedules it."""
-    calls = {}
-    for timer in timers:
-        job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
-        args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
-        calls[job_id] = (job_id, args, timer.at)
-    return calls
-
-
-def schedule_exactly(jobs: Jobs, calls: list[Call], cancel: list[str], pipe: Pipeline) -> None:
-    """Schedules `calls` on `jobs` (the timers' queue) at their exact instants and cancels
-    `cancel`, in `pipe`."""
-    jobs.schedule_many(FIRE_TIMER, calls, cancel=cancel, pipeline=pipe)
-    if calls:
-        # RQ truncates the schedule score to whole seconds (a timer could fire up to 1 s
-        # early); keep the exact instant, which claims compare with the exact time. XX: a
-        # kept job that already left the schedule is not put back.
-        registry = jobs.queue.scheduled_job_registry.key
-        pipe.zadd(registry, {job_id: at.timestamp() for job_id, _args, at in calls}, xx=True)
 
 
 def schedule_digests(jobs: Jobs, config: RulesConfig, *, now: datetime) -> list[str]:

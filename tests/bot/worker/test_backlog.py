@@ -133,7 +133,7 @@ def test_a_backlog_of_old_messages_gives_one_summary_per_team_and_no_storm(
     assert late == []  # the fresh message is on time
     assert by_agent["sam"].text and f"T-{fresh_id}" not in by_agent["sam"].text
     planned = {member.decode().rsplit("-", 1)[0]
-               for member in services.redis.smembers(f"opsbot:timers:{fresh_id}")}
+               for member in services.redis.hkeys(f"opsbot:timers:{fresh_id}")}
     assert {f"timer-{fresh_id}-breach-first_response",
             f"timer-{fresh_id}-breach-resolution"} <= planned
     services.close()

@@ -15,6 +15,7 @@ from bot.worker import drains
 from bot.worker.drains import drain, request_drain, run_drain
 from bot.worker.process import make_worker
 from bot.worker.sweeper import TIMERS_CHECKED_KEY, sweep
+from bot.worker.timers import REGISTRY_KEY, due_key
 from notifiers.queueing import queue_notification
 from store.claims import hand_over
 from store.models import OutboxMessage, OutboxStatus, Task
@@ -45,7 +46,7 @@ def test_a_drain_sends_each_row_once_and_schedules_each_timer_once(
     with services.db.transaction() as session:
         task = session.get(Task, task_id)
         assert task.scheduled_generation == task.timer_generation
-    scheduled = sorted(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
+    scheduled = sorted(m.decode() for m in services.redis.zrange(due_key(services.jobs), 0, -1))
     assert len(scheduled) == 7 and all(i.startswith(f"timer-{task_id}-") for i in scheduled)
     services.close()
 
@@ -119,7 +120,7 @@ def test_a_change_of_state_cancels_the_previous_timers(database_url, redis_url, 
     drain(services)
     move(services, task_id, Action.ACCEPT)
     drain(services)
-    scheduled = sorted(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
+    scheduled = sorted(m.decode() for m in services.redis.zrange(due_key(services.jobs), 0, -1))
     # accepted: the offer expiry is gone; accepting is not answering the customer, so the
     # first-response timers stay (a reply ends them: tests/bot/usecases/test_first_response.py)
     assert [i.rsplit("-", 1)[0] for i in scheduled] == [
@@ -205,12 +206,15 @@ def test_the_sweeper_looks_for_lost_timers_after_a_loss_and_now_and_then(
     task_id = new_task(services, sla="long")
     drain(services)
     assert sweep(services).timers == []  # it looked: nothing missing
-    registry = services.jobs.timers.queue.scheduled_job_registry
-    lost = sorted(i for i in registry.get_job_ids() if i.startswith(f"timer-{task_id}-"))[0]
-    registry.remove(lost, delete_job=True)  # as a Redis that evicts keys would
+    schedule, registry = due_key(services.jobs), REGISTRY_KEY.format(task_id)
+    lost = {m.decode(): score for m, score in services.redis.zrange(schedule, 0, -1,
+                                                                    withscores=True)}
+    services.redis.delete(schedule, registry)  # as a Redis that evicts keys would
     assert sweep(services).timers == []  # looked a moment ago: one SET NX, no look
     services.redis.delete(TIMERS_CHECKED_KEY)  # TIMERS_CHECK_EVERY later
-    assert sweep(services).timers == [lost]
+    assert sorted(sweep(services).timers) == sorted(lost)
+    assert dict(services.redis.zrange(schedule, 0, -1, withscores=True)) == {
+        job_id.encode(): score for job_id, score in lost.items()}
     services.close()
 
 

@@ -6,7 +6,6 @@ fires once its lease is over."""
 import time
 
 import pytest
-from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
 from bot.core import tunables
@@ -15,7 +14,13 @@ from bot.worker import drains
 from bot.worker.drains import drain
 from bot.worker.process import DrainingScheduler
 from bot.worker.sweeper import sweep
-from bot.worker.timers import claim_due_timers, has_due_timers
+from bot.worker.timers import (
+    REGISTRY_KEY,
+    RETRIES_KEY,
+    claim_due_timers,
+    due_key,
+    has_due_timers,
+)
 from store.events import Audit
 from store.models import TaskEvent
 from store.types import utcnow
@@ -42,8 +47,8 @@ def come_due(services, task_id: int, kinds=REMINDERS) -> list[str]:
     """Moves these timers of the task to a second ago in the schedule; returns their ids."""
     generation = task_of(services, task_id).timer_generation
     ids = [timer_job_id(task_id, kind, generation) for kind in kinds]
-    registry = services.jobs.timers.queue.scheduled_job_registry.key
-    assert services.redis.zadd(registry, dict.fromkeys(ids, time.time() - 1), xx=True, ch=True)
+    schedule = due_key(services.jobs)
+    assert services.redis.zadd(schedule, dict.fromkeys(ids, time.time() - 1), xx=True, ch=True)
     return ids
 
 
@@ -64,10 +69,8 @@ def test_a_due_timer_fires_in_a_step_that_also_sends_what_it_queued(services, sl
     assert reminders(services) == 1
     assert any("Reminder" in str(call.params.get("text", ""))
                for call in slack.calls("chat.postMessage"))
-    registry = services.jobs.timers.queue.scheduled_job_registry
-    assert job_id not in registry.get_job_ids()
-    job = Job.fetch(job_id, connection=services.redis)
-    assert job.get_status() == JobStatus.FINISHED and services.redis.ttl(job.key) > 0
+    assert services.redis.zscore(due_key(services.jobs), job_id) is None
+    assert services.redis.hexists(REGISTRY_KEY.format(task_id), job_id)  # fired, not lost
     assert not has_due_timers(services.jobs, now=utcnow())
     assert drain(services).fired == 0
 
@@ -94,14 +97,13 @@ def test_a_timer_that_raises_fires_again_after_the_retry_wait(services, first_fa
     assert drain(services).fired == 1  # the other one of the batch fired all the same
     assert reminders(services) == 1
     assert not has_due_timers(services.jobs, now=utcnow())  # the failed one waits RETRY's wait
-    [failed] = [job for job in Job.fetch_many(ids, connection=services.redis)
-                if job.get_status(refresh=False) != JobStatus.FINISHED]
-    assert failed.retries_left == RETRY.retries - 1
-    registry = services.jobs.timers.queue.scheduled_job_registry.key
-    wait = services.redis.zscore(registry, failed.id) - time.time()
+    schedule = due_key(services.jobs)
+    [failed] = [job_id for job_id in ids if services.redis.zscore(schedule, job_id)]
+    assert services.redis.hget(RETRIES_KEY.format(services.jobs.queue.name), failed) == b"1"
+    wait = services.redis.zscore(schedule, failed) - time.time()
     assert RETRY.waits[0] - 1 < wait <= RETRY.waits[0]
 
-    services.redis.zadd(registry, {failed.id: time.time() - 1})  # the wait is over
+    services.redis.zadd(schedule, {failed: time.time() - 1})  # the wait is over
     assert drain(services).fired == 1
     assert reminders(services) == 2 and len(first_fails) == 3
 
@@ -109,14 +111,16 @@ def test_a_timer_that_raises_fires_again_after_the_retry_wait(services, first_fa
 def test_a_timer_whose_retries_are_spent_joins_the_failed_jobs(services, first_fails):
     task_id = scheduled_task(services)
     [job_id] = come_due(services, task_id, kinds=REMINDERS[:1])
-    services.redis.hset(Job.key_for(job_id), "retries_left", 0)
+    services.redis.hset(RETRIES_KEY.format(services.jobs.queue.name), job_id, RETRY.retries)
 
     assert drain(services).fired == 0
 
     [failed] = list_failed_jobs(services.jobs)
     assert (failed.id, failed.func) == (job_id, "bot.worker.entrypoints.fire_timer")
     assert failed.error == "RuntimeError: the first timer breaks"
-    assert job_id not in services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
+    assert failed.args == [task_id, REMINDERS[0], task_of(services, task_id).timer_generation,
+                           services.redis.hget(REGISTRY_KEY.format(task_id), job_id).decode()]
+    assert services.redis.zscore(due_key(services.jobs), job_id) is None
     requeue_failed_job(services.jobs, job_id=job_id)  # a job of the main queue, as before drains
     assert job_id in services.jobs.queue.get_job_ids()
 
@@ -149,12 +153,12 @@ def test_a_claimed_timer_is_not_claimed_again(services):
 def test_a_timer_cancelled_as_it_came_due_is_dropped(services):
     task_id = scheduled_task(services)
     gone, kept = come_due(services, task_id)
-    services.redis.delete(Job.key_for(gone))  # as a later plan's cancellation would
+    services.redis.hdel(REGISTRY_KEY.format(task_id), gone)  # as a later plan's cancel does
 
     claimed = claim_due_timers(services.jobs, now=utcnow(), limit=10)
 
     assert [timer.job_id for timer in claimed] == [kept]
-    assert gone not in services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
+    assert services.redis.zscore(due_key(services.jobs), gone) is None
 
 
 def test_the_scheduler_asks_for_a_drain_when_a_timer_is_due(services):
@@ -168,7 +172,7 @@ def test_the_scheduler_asks_for_a_drain_when_a_timer_is_due(services):
     come_due(services, task_id)
     scheduler.enqueue_scheduled_jobs()
     assert len([i for i in services.jobs.queue.get_job_ids() if i.startswith("drain-")]) == 1
-    assert services.jobs.timers.queue.count == 0  # nothing is queued as a job of its own
+    assert not services.redis.keys("rq:job:timer-*")  # no timer is a job of its own
 
 
 def test_the_sweeper_asks_for_a_drain_when_a_timer_is_due(services):

@@ -20,6 +20,7 @@ from bot.core import tunables
 from bot.webhooks.whatsapp import event_rows
 from bot.worker.drains import drain, request_drain
 from bot.worker.sweeper import sweep
+from bot.worker.timers import due_key
 from sandbox.inbound import whatsapp_message
 from sandbox.slack import FakeSlack
 from store.events import Audit
@@ -190,7 +191,7 @@ def test_sweeper_restores_what_a_flushed_redis_lost(database_url, redis_url, tmp
     drain(services)  # Slack is off: each card goes to its own delivery job
     with services.db.transaction() as session:
         pending = session.scalars(select(OutboxMessage.id)).all()
-    assert pending and services.redis.zcard("rq:scheduled:opsbot-timers") == 3
+    assert pending and services.redis.zcard(due_key(services.jobs)) == 3
     services.redis.flushdb()
 
     report = sweep(services)

@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.connection import Connection
-from rq.job import Job, JobStatus
 
-from bot.core.jobs import FIRE_TIMER, timer_job_id
+from bot.core.jobs import timer_job_id
 from bot.usecases.escalation import sla_clock
 from bot.worker.drains import drain
-from bot.worker.timers import schedule_timers
+from bot.worker.timers import REGISTRY_KEY, due_key, schedule_timers
 from rules import plan_timers, push_due_times
 from rules.loader import parse_rules
 from store.events import Audit
@@ -176,78 +175,50 @@ def _batch() -> list[Task]:
     ]
 
 
-def _one_by_one(services, task: Task) -> None:
-    """The path before schedule_timers: Jobs.enqueue (RQ's enqueue_at) per timer, then the
-    exact score, then the task's registry."""
-    ids = []
-    for timer in plan_timers(services.rules.current, sla_clock(task), now=T0):
-        job_id = timer_job_id(task.id, timer.kind, task.timer_generation)
-        args = (task.id, timer.kind, task.timer_generation, timer.at.isoformat())
-        services.jobs.timers.enqueue(FIRE_TIMER, *args, job_id=job_id, at=timer.at)
-        registry = services.jobs.timers.queue.scheduled_job_registry.key
-        services.redis.zadd(registry, {job_id: timer.at.timestamp()}, xx=True)
-        ids.append(job_id)
-    services.redis.sadd(f"opsbot:timers:{task.id}", *ids)
+def due(services) -> dict[str, float]:
+    """The schedule: each timer id -> its instant."""
+    return {member.decode(): score for member, score in services.redis.zrange(
+        due_key(services.jobs), 0, -1, withscores=True)}
 
 
-def _snapshot(services) -> dict:
-    """Every key's content, job hashes without their creation time."""
-    redis, content = services.redis, {}
-    for key in sorted(k.decode() for k in redis.keys("*")):
-        kind = redis.type(key).decode()
-        if kind == "hash":
-            content[key] = {k: v for k, v in redis.hgetall(key).items() if k != b"created_at"}
-        elif kind == "zset":
-            content[key] = redis.zrange(key, 0, -1, withscores=True)
-        elif kind == "set":
-            content[key] = redis.smembers(key)
-        else:
-            content[key] = kind
-    return content
+def registered(services, task_id: int) -> dict[str, str]:
+    return {k.decode(): v.decode()
+            for k, v in services.redis.hgetall(REGISTRY_KEY.format(task_id)).items()}
 
 
-def test_schedule_timers_writes_what_the_one_by_one_path_wrote(services, config):
-    for task in _batch():
-        _one_by_one(services, task)
-    expected = _snapshot(services)
-    services.redis.flushdb()
-
+def test_each_timer_is_scheduled_at_its_exact_instant_and_registered_with_it(services,
+                                                                             config):
     ids = schedule(services, _batch(), now=T0)
 
-    assert _snapshot(services) == expected
-    assert ids == {
-        task.id: [timer_job_id(task.id, t.kind, 3)
-                  for t in plan_timers(config, sla_clock(task), now=T0)]
-        for task in _batch()
-    }
-    registry = services.jobs.timers.queue.scheduled_job_registry.key
-    # remind-first_response-50: T0 + 2 s
-    remind = plan_timers(config, sla_clock(_batch()[0]), now=T0)[1]
-    exact = services.redis.zscore(registry, "timer-7-remind-first_response-50-3")
-    assert exact == remind.at.timestamp()
-    task = _batch()[1]
-    assert schedule(services, [task], now=T0) == {8: ids[8]}
+    planned = {task.id: plan_timers(config, sla_clock(task), now=T0) for task in _batch()}
+    assert ids == {task_id: [timer_job_id(task_id, t.kind, 3) for t in timers]
+                   for task_id, timers in planned.items()}
+    assert due(services) == {timer_job_id(task_id, t.kind, 3): t.at.timestamp()
+                             for task_id, timers in planned.items() for t in timers}
+    for task_id, timers in planned.items():
+        assert registered(services, task_id) == {
+            timer_job_id(task_id, t.kind, 3): t.at.isoformat() for t in timers}
+    assert not services.redis.keys("rq:*")  # no RQ job per timer
+    before = (due(services), registered(services, 8))
+    assert schedule(services, [_batch()[1]], now=T0) == {8: ids[8]}
+    assert (due(services), registered(services, 8)) == before
 
 
-def test_alive_ids_are_kept_and_dead_ones_replaced(services):
+def test_a_registered_timer_is_kept_whether_pending_or_fired(services):
     ids = schedule(services, _batch(), now=T0)
-    kept, dead = "timer-8-remind-resolution-50-3", "timer-8-breach-resolution-3"
-    created = services.redis.hget(Job.key_for(kept), "created_at")
-    Job.fetch(dead, connection=services.redis).set_status(JobStatus.FINISHED)
-    services.redis.zrem(services.jobs.timers.queue.scheduled_job_registry.key, dead)
+    fired = "timer-8-breach-resolution-3"
+    services.redis.zrem(due_key(services.jobs), fired)  # as settle_timers does once it fired
 
-    assert schedule(services, _batch(), now=T0) == ids
+    assert schedule(services, _batch(), now=T0) == ids  # the same generation again
 
-    assert services.redis.hget(Job.key_for(kept), "created_at") == created
-    scheduled = services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
-    assert sorted(scheduled) == sorted(job_id for each in ids.values() for job_id in each)
-    assert Job.fetch(dead, connection=services.redis).get_status() == JobStatus.SCHEDULED
+    assert fired not in due(services)  # it does not fire twice
+    assert fired in registered(services, 8)
+    assert sorted(due(services)) == sorted(i for each in ids.values() for i in each
+                                           if i != fired)
 
 
-def test_the_previous_generation_is_cancelled_unless_running(services):
+def test_the_previous_generation_is_cancelled(services):
     old = schedule(services, _batch(), now=T0)
-    running = "timer-9-breach-resolution-3"
-    Job.fetch(running, connection=services.redis).set_status(JobStatus.STARTED)
     moved = [
         _task(TaskStatus.ACCEPTED, id=8, first_response_at=T0, timer_generation=4),
         _task(TaskStatus.NEW, id=9, assignee_id=None, assigned_at=None, timer_generation=4),
@@ -255,32 +226,24 @@ def test_the_previous_generation_is_cancelled_unless_running(services):
 
     new = schedule(services, moved, now=T0)
 
-    scheduled = services.jobs.timers.queue.scheduled_job_registry.get_job_ids()
-    assert sorted(scheduled) == sorted([*old[7], *new[8], *new[9], running])
-    gone = [job_id for job_id in [*old[8], *old[9]] if job_id != running]
-    assert not any(services.redis.exists(Job.key_for(job_id)) for job_id in gone)
-    assert services.redis.exists(Job.key_for(running))  # it re-reads the task and stops
+    assert sorted(due(services)) == sorted([*old[7], *new[8], *new[9]])
     for task_id in (8, 9):
-        registered = services.redis.smembers(f"opsbot:timers:{task_id}")
-        assert registered == {job_id.encode() for job_id in new[task_id]}
+        assert sorted(registered(services, task_id)) == sorted(new[task_id])
 
 
 def test_a_late_earlier_generation_leaves_the_later_one_in_place(services):
     """Two drains may schedule one task's generations in either order (after their commits):
     the later generation's timers stay; the earlier ones fire and do nothing."""
     later = schedule(services, [_task(TaskStatus.ACCEPTED, id=8, first_response_at=T0,
-                                             timer_generation=4)], now=T0)
+                                      timer_generation=4)], now=T0)
     earlier = schedule(services, [_task(TaskStatus.ASSIGNED, id=8)], now=T0)
 
-    scheduled = set(services.jobs.timers.queue.scheduled_job_registry.get_job_ids())
-    assert set(later[8]) <= scheduled and set(earlier[8]) <= scheduled
-    registered = {i.decode() for i in services.redis.smembers("opsbot:timers:8")}
-    assert registered == {*later[8], *earlier[8]}
+    assert set(due(services)) == {*later[8], *earlier[8]}
+    assert set(registered(services, 8)) == {*later[8], *earlier[8]}
     newest = _task(TaskStatus.IN_PROGRESS, id=8, first_response_at=T0, timer_generation=5)
     schedule(services, [newest], now=T0)  # the next generation cancels both
-    assert not any(services.redis.exists(Job.key_for(i)) for i in [*later[8], *earlier[8]])
-    left = {i.decode() for i in services.redis.smembers("opsbot:timers:8")}
-    assert left and all(i.endswith("-5") for i in left)
+    left = set(registered(services, 8))
+    assert left and all(i.endswith("-5") for i in left) and set(due(services)) == left
 
 
 def test_a_task_without_timers_loses_its_earlier_ones(services):
@@ -289,8 +252,8 @@ def test_a_task_without_timers_loses_its_earlier_ones(services):
     waiting = _task(TaskStatus.WAITING_CUSTOMER, id=10, first_response_at=T0)
 
     assert schedule(services, [closed, waiting], now=T0) == {8: [], 10: []}
-    assert not services.redis.exists("opsbot:timers:8", "opsbot:timers:10")
-    assert not services.redis.keys("rq:job:timer-8-*")
+    assert not services.redis.exists(REGISTRY_KEY.format(8), REGISTRY_KEY.format(10))
+    assert not [i for i in due(services) if i.startswith("timer-8-")]
 
 
 def test_an_empty_batch_touches_nothing(services):
@@ -315,4 +278,4 @@ def test_round_trips_do_not_grow_with_the_batch(services, monkeypatch):
     monkeypatch.setattr(Connection, "send_packed_command", counting)
     one = round_trips([_task(TaskStatus.ASSIGNED, id=7)])
     moved = [_task(TaskStatus.ASSIGNED, id=i, timer_generation=4) for i in range(100, 150)]
-    assert round_trips(moved) == one == 3  # registries, statuses, then one pipeline
+    assert round_trips(moved) == one == 2  # the registries, then one transaction
