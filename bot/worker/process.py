@@ -23,7 +23,7 @@ from bot.core.services import Services
 from bot.worker.cpu import CLOCK, CPU_KEY, stage
 from bot.worker.drains import ask_for_drain
 from bot.worker.sweeper import ALIVE_KEY, sweep
-from bot.worker.timers import has_due_timers
+from bot.worker.timers import adopt_legacy_timers, has_due_timers
 from rules import prepare_language_detection
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,9 @@ def run_worker(services: Services, *, burst: bool = False) -> bool:
     Returns whether any job ran. A burst run sweeps once first, so it also re-drives.
     """
     tune_redis(services.redis)
+    adopted = adopt_legacy_timers(services.jobs)
+    if adopted:
+        log.info("moved %s pending timer(s) of the previous version into the schedule", adopted)
     prepare_language_detection(services.rules.current)  # not on the first message's time
     worker = make_worker(services)
     alive_key, cpu_key = ALIVE_KEY.format(worker.name), CPU_KEY.format(worker.name)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.client import Pipeline
-from rq.job import JobStatus
+from rq import Queue
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.utils import now as now_utc
@@ -39,6 +40,8 @@ from store.models import Task
 DUE_KEY = "opsbot:timers:due:{}"  # the queue's name
 REGISTRY_KEY = "opsbot:timers:{}"  # the task's id
 RETRIES_KEY = "opsbot:timers:retries:{}"  # the queue's name
+ADOPTED_KEY = "opsbot:timers:adopted"  # set once the previous version's timers were moved
+LEGACY_QUEUE = "{}-timers"  # the queue's name: where each timer was an RQ scheduled job
 
 # Up to ARGV[2] ids due at ARGV[1], each moved to ARGV[3] (the end of its lease) at once.
 _CLAIM = """
@@ -215,6 +218,35 @@ def _task_id(job_id: str) -> str:
 
 def _generation(job_id: str) -> int:
     return int(job_id.rsplit("-", 1)[1])
+
+
+def adopt_legacy_timers(jobs: Jobs) -> int:
+    """Moves the timers of the previous version, where each was an RQ scheduled job on the
+    `<queue>-timers` queue and each task's registry a set of ids, into the schedule and the
+    registries, keeping each pending timer's score; once per Redis (ADOPTED_KEY), by the
+    first worker that starts. Returns how many pending timers it moved. A registered id
+    whose job has expired is left out: if the plan still has it, the look for lost timers
+    schedules it again, and its notification's dedupe key keeps it from notifying twice."""
+    if not jobs.redis.set(ADOPTED_KEY, 1, nx=True):
+        return 0
+    legacy = Queue(LEGACY_QUEUE.format(jobs.queue.name), connection=jobs.redis)
+    schedule = legacy.scheduled_job_registry.key
+    pending = {member.decode(): score
+               for member, score in jobs.redis.zrange(schedule, 0, -1, withscores=True)}
+    registries = list(jobs.redis.scan_iter(match=REGISTRY_KEY.format("*"), _type="set"))
+    ids = set(pending)
+    for key in registries:
+        ids |= {member.decode() for member in jobs.redis.smembers(key)}
+    found = [job for job in Job.fetch_many(sorted(ids), connection=jobs.redis) if job]
+    with jobs.redis.pipeline() as pipe:
+        pipe.delete(schedule, *registries, *(Job.key_for(job_id) for job_id in ids))
+        for job in found:
+            task_id, _kind, _generation, at_iso = job.args
+            pipe.hset(REGISTRY_KEY.format(task_id), job.id, at_iso)
+            if job.id in pending:
+                pipe.zadd(due_key(jobs), {job.id: pending[job.id]})
+        pipe.execute()
+    return sum(job.id in pending for job in found)
 
 
 def schedule_digests(jobs: Jobs, config: RulesConfig, *, now: datetime) -> list[str]:

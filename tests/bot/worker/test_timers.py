@@ -4,11 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.connection import Connection
+from rq import Queue
+from rq.job import JobStatus
 
-from bot.core.jobs import timer_job_id
+from bot.core.jobs import FIRE_TIMER, timer_job_id
 from bot.usecases.escalation import sla_clock
 from bot.worker.drains import drain
-from bot.worker.timers import REGISTRY_KEY, due_key, schedule_timers
+from bot.worker.timers import REGISTRY_KEY, adopt_legacy_timers, due_key, schedule_timers
 from rules import plan_timers, push_due_times
 from rules.loader import parse_rules
 from store.events import Audit
@@ -279,3 +281,33 @@ def test_round_trips_do_not_grow_with_the_batch(services, monkeypatch):
     one = round_trips([_task(TaskStatus.ASSIGNED, id=7)])
     moved = [_task(TaskStatus.ASSIGNED, id=i, timer_generation=4) for i in range(100, 150)]
     assert round_trips(moved) == one == 2  # the registries, then one transaction
+
+
+def test_the_previous_versions_timers_are_adopted_once(services):
+    """Each timer was an RQ scheduled job on the `<queue>-timers` queue, each task's registry
+    a set: the first worker that starts moves the pending ones into the schedule."""
+    legacy = Queue(f"{services.jobs.queue.name}-timers", connection=services.redis)
+    at = T0 + timedelta(seconds=2)
+
+    def legacy_timer(kind: str, status: JobStatus) -> str:
+        job_id = timer_job_id(7, kind, 3)
+        legacy.create_job(FIRE_TIMER.function, args=(7, kind, 3, at.isoformat()),
+                          job_id=job_id, status=status).save()
+        if status == JobStatus.SCHEDULED:
+            services.redis.zadd(legacy.scheduled_job_registry.key, {job_id: at.timestamp()})
+        services.redis.sadd(REGISTRY_KEY.format(7), job_id)
+        return job_id
+
+    pending = legacy_timer("breach-resolution", JobStatus.SCHEDULED)
+    fired = legacy_timer("remind-resolution-50", JobStatus.FINISHED)
+    services.redis.sadd(REGISTRY_KEY.format(8), "timer-8-breach-resolution-3")  # job expired
+
+    assert adopt_legacy_timers(services.jobs) == 1
+
+    assert due(services) == {pending: at.timestamp()}
+    assert registered(services, 7) == {pending: at.isoformat(), fired: at.isoformat()}
+    assert not services.redis.exists(REGISTRY_KEY.format(8))
+    assert not services.redis.keys("rq:*")
+    assert adopt_legacy_timers(services.jobs) == 0  # once per Redis
+    schedule(services, [_task(TaskStatus.ASSIGNED, id=7)], now=T0)
+    assert pending in due(services) and fired not in due(services)  # kept as they were
