@@ -107,12 +107,12 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" for line in escape_slack(kept).splitlines() or [""])
 
 
-def _escaped_size(char: str) -> int:
-    return len(escape_slack(char))
+def _escaped_size(text: str) -> int:
+    return len(escape_slack(text))
 
 
-def _quoted_size(char: str) -> int:
-    return 3 if char in _LINE_BREAKS else _escaped_size(char)  # a break becomes "\n> "
+def _quoted_size(text: str) -> int:
+    return _escaped_size(text) + 2 * sum(map(text.count, _LINE_BREAKS))  # a break: "\n> "
 
 
 def web_api_url(base_url: str) -> str:

@@ -41,7 +41,7 @@ def escape_html(text: str) -> str:
 def fit_text(text: str, limit: int = MAX_TEXT) -> str:
     """Plain `text` (no parse mode: a command answer) cut on a character boundary to `limit`
     UTF-16 units, as Telegram counts."""
-    return shorten(text, limit, size=_utf16_size)
+    return shorten(text, limit, size=_utf16_len)
 
 
 def callback_answer_text(text: str) -> str:
@@ -135,12 +135,8 @@ def _escaped_cut(raw: str, room: int) -> str:
     return escape_html(shorten(raw, max(room, 0), size=_escaped_size))
 
 
-def _escaped_size(char: str) -> int:
-    return _utf16_len(escape_html(char))
-
-
-def _utf16_size(char: str) -> int:
-    return 2 if ord(char) > 0xFFFF else 1
+def _escaped_size(text: str) -> int:
+    return _utf16_len(escape_html(text))
 
 
 def _utf16_len(text: str) -> int:

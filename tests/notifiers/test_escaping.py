@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pytest
 
 from notifiers.notifications import Button, Notification
-from notifiers.slack import escape_slack, render_slack
+from notifiers.slack import escape_slack, fit_slack, render_slack
 from notifiers.telegram import (
     MAX_TEXT,
     callback_answer_text,
@@ -155,3 +155,9 @@ def test_telegram_plain_answers_and_callback_answers_fit():
 )
 def test_shorten_cuts_on_a_character_boundary(text, limit, expected):
     assert shorten(text, limit) == expected
+
+
+def test_a_text_whose_escaped_size_is_the_limit_is_kept_whole_and_one_more_is_cut():
+    assert fit_slack("&" * 600, 3000) == "&amp;" * 600
+    assert fit_slack("&" * 601, 3000) == "&amp;" * 599 + ELLIPSIS
+    assert fit_slack("a<" * 750, 3000) == "a&lt;" * 599 + "a" + ELLIPSIS
