@@ -97,9 +97,9 @@ class OpsbotWorker(SimpleWorker):
 
 
 def tune_redis(redis) -> None:
-    """Lets Redis keep RQ job hashes compact (values up to 1 KB stay in a listpack): a pending
-    reminder then takes ~0.8 KB instead of ~2.2 KB. Best effort: managed Redis services may
-    refuse CONFIG (set `hash-max-listpack-value 1024` in their console instead)."""
+    """Lets Redis keep RQ job hashes compact (values up to 1 KB stay in a listpack): a queued
+    delivery or digest job then takes ~0.8 KB instead of ~2.2 KB. Best effort: managed Redis
+    services may refuse CONFIG (set `hash-max-listpack-value 1024` in their console instead)."""
     try:
         redis.config_set("hash-max-ziplist-value", 1024)
     except Exception as exc:  # a refusal only costs memory
