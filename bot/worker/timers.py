@@ -19,7 +19,7 @@ retries made are counted in `RETRIES_KEY`); once those are spent it joins the fa
 write and ~0.8 KB of Redis, and one RQ job run per timer cost ~4 ms and a transaction.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -150,14 +150,11 @@ def schedule_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
     ids now scheduled."""
     plans = {task.id: _planned(task, config, now=now) for task in tasks}
     generations = {task.id: task.timer_generation for task in tasks}
-    with jobs.redis.pipeline(transaction=False) as pipe:
-        for task_id in plans:
-            pipe.hkeys(REGISTRY_KEY.format(task_id))
-        registered = dict(zip(plans, pipe.execute(), strict=True))
+    registered = _registered(jobs, plans)
     with jobs.redis.pipeline() as pipe:
         cancelled = []
         for task_id, plan in plans.items():
-            known = {member.decode() for member in registered[task_id]}
+            known = registered[task_id]
             cancel = sorted(job_id for job_id in known
                             if job_id not in plan and _generation(job_id) <= generations[task_id])
             if cancel:
@@ -176,19 +173,26 @@ def restore_missing_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *
     """Schedules again the current generation's timers missing from their task's registry (a
     flush, an eviction): one read of the registries, then one transaction."""
     plans = {task.id: _planned(task, config, now=now) for task in tasks}
-    with jobs.redis.pipeline(transaction=False) as pipe:
-        for task_id in plans:
-            pipe.hkeys(REGISTRY_KEY.format(task_id))
-        registered = pipe.execute()
+    registered = _registered(jobs, plans)
     restored = []
     with jobs.redis.pipeline() as pipe:
-        for (task_id, plan), members in zip(plans.items(), registered, strict=True):
-            known = {member.decode() for member in members}
-            missing = {job_id: at for job_id, at in plan.items() if job_id not in known}
+        for task_id, plan in plans.items():
+            missing = {job_id: at for job_id, at in plan.items()
+                       if job_id not in registered[task_id]}
             add_timers(pipe, jobs, task_id, missing)
             restored += missing
         pipe.execute()
     return restored
+
+
+def _registered(jobs: Jobs, task_ids: Collection[int]) -> dict[int, set[str]]:
+    """Each task's registered timer ids, in one round trip."""
+    with jobs.redis.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.hkeys(REGISTRY_KEY.format(task_id))
+        found = pipe.execute()
+    return {task_id: {member.decode() for member in members}
+            for task_id, members in zip(task_ids, found, strict=True)}
 
 
 def add_timers(pipe: Pipeline, jobs: Jobs, task_id: int, timers: dict[str, datetime]) -> None:
