@@ -61,8 +61,9 @@ def retry_event(event_id: int) -> str:
 
 
 def fire_timer(task_id: int, kind: str, generation: int, at_iso: str) -> str:
-    """One SLA timer scheduled as a job of the main queue, as versions before drains fired
-    timers did (`bot.worker.timers`); then a drain."""
+    """One SLA timer run as a job of the main queue: a timer whose retries were spent, once
+    requeued from the failed jobs, or one a version before drains fired timers scheduled
+    (`bot.worker.timers`); then a drain."""
     services = current_services()
     with stage("timers"), services.db.transaction() as session:
         outcome = fire_timer_now(session, config=services.rules.current, task_id=task_id,
