@@ -66,7 +66,8 @@ def watch_fired(jobs: Jobs, ids: list[str], timeout: float) -> dict[str, float]:
         scores, now = jobs.redis.zmscore(schedule, waiting), time.time()
         fired.update((job_id, now) for job_id, score in zip(waiting, scores, strict=True)
                      if score is None)
-        waiting = [job_id for job_id, score in zip(waiting, scores, strict=True) if score]
+        waiting = [job_id for job_id, score in zip(waiting, scores, strict=True)
+                   if score is not None]
         time.sleep(0.02)
     return fired
 
