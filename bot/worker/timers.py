@@ -233,6 +233,14 @@ def adopt_legacy_timers(jobs: Jobs) -> int:
     schedules it again, and its notification's dedupe key keeps it from notifying twice."""
     if not jobs.redis.set(ADOPTED_KEY, 1, nx=True):
         return 0
+    try:
+        return _adopt(jobs)
+    except Exception:
+        jobs.redis.delete(ADOPTED_KEY)  # the next worker that starts tries again
+        raise
+
+
+def _adopt(jobs: Jobs) -> int:
     legacy = Queue(LEGACY_QUEUE.format(jobs.queue.name), connection=jobs.redis)
     schedule = legacy.scheduled_job_registry.key
     pending = {member.decode(): score

@@ -311,3 +311,15 @@ def test_the_previous_versions_timers_are_adopted_once(services):
     assert adopt_legacy_timers(services.jobs) == 0  # once per Redis
     schedule(services, [_task(TaskStatus.ASSIGNED, id=7)], now=T0)
     assert pending in due(services) and fired not in due(services)  # kept as they were
+
+
+def test_an_adoption_that_fails_is_tried_again_by_the_next_worker(services, monkeypatch):
+    services.redis.sadd(REGISTRY_KEY.format(7), "timer-7-breach-resolution-3")
+    monkeypatch.setattr("bot.worker.timers.Job.fetch_many", lambda *a, **k: 1 / 0)
+
+    with pytest.raises(ZeroDivisionError):
+        adopt_legacy_timers(services.jobs)
+
+    monkeypatch.undo()
+    assert adopt_legacy_timers(services.jobs) == 0  # it looked again: the set is gone
+    assert not services.redis.exists(REGISTRY_KEY.format(7))
