@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
+from rq.results import Result
+from rq.utils import now as now_utc
 
 from bot.core import tunables
 
@@ -123,6 +126,23 @@ class Jobs:
         no result (drains: many a minute, nothing to look at)."""
         options = {**_options(spec), "job_id": job_id, "result_ttl": 0}
         return self.queue.enqueue(spec.function, *args, **options)
+
+    def add_failed(self, spec: JobSpec, *args: object, job_id: str, error: str,
+                   pipeline: Pipeline) -> None:
+        """Adds to `pipeline` a job `spec(*args)` of this queue that failed for good with
+        `error` (its traceback), as RQ's worker writes one: `list_failed_jobs` lists it and
+        `requeue_failed_job` puts it back on the queue."""
+        options = _options(spec)
+        job = self.queue.create_job(
+            spec.function, args=args, job_id=job_id, status=JobStatus.FAILED,
+            timeout=options["job_timeout"], result_ttl=options["result_ttl"],
+            failure_ttl=options["failure_ttl"],
+        )  # fmt: skip
+        job.ended_at = now_utc()
+        job.save(pipeline=pipeline)
+        FailedJobRegistry(queue=self.queue).add(job, ttl=options["failure_ttl"],
+                                                exc_string=error, pipeline=pipeline)
+        Result.create_failure(job, options["failure_ttl"], exc_string=error, pipeline=pipeline)
 
     def exists(self, job_id: str) -> bool:
         job = self._fetch(job_id)

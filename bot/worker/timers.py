@@ -19,16 +19,14 @@ retries made are counted in `RETRIES_KEY`); once those are spent it joins the fa
 write and ~0.8 KB of Redis, and one RQ job run per timer cost ~4 ms and a transaction.
 """
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from redis.client import Pipeline
 from rq import Queue
-from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry
-from rq.results import Result
-from rq.utils import now as now_utc
+from rq.job import Job
 
 from bot.core import tunables
 from bot.core.jobs import FIRE_TIMER, RETRY, SEND_DIGEST, Jobs, digest_job_id, timer_job_id
@@ -107,9 +105,9 @@ def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[DueTimer, st
     if not fired and not failed:
         return
     schedule, retries = due_key(jobs), RETRIES_KEY.format(jobs.queue.name)
-    made = [int(n or 0) for n in jobs.redis.hmget(retries, [t.job_id for t in failed])] \
-        if failed else []
-    ended = now_utc()
+    raised = [timer.job_id for timer in failed]
+    made = [int(n or 0) for n in jobs.redis.hmget(retries, raised)] if raised else []
+    now = time.time()
     with jobs.redis.pipeline() as pipe:
         if fired:
             pipe.zrem(schedule, *fired)
@@ -117,26 +115,14 @@ def settle_timers(jobs: Jobs, fired: Sequence[str], failed: Mapping[DueTimer, st
         for (timer, error), before in zip(failed.items(), made, strict=True):
             if before < RETRY.retries:
                 wait = RETRY.wait_before(before + 1).total_seconds()
-                pipe.zadd(schedule, {timer.job_id: ended.timestamp() + wait})
+                pipe.zadd(schedule, {timer.job_id: now + wait})
                 pipe.hset(retries, timer.job_id, before + 1)
             else:
-                _fail(jobs, timer, error, ended=ended, pipe=pipe)
+                jobs.add_failed(FIRE_TIMER, *timer.args, job_id=timer.job_id, error=error,
+                                pipeline=pipe)
                 pipe.zrem(schedule, timer.job_id)
                 pipe.hdel(retries, timer.job_id)
         pipe.execute()
-
-
-def _fail(jobs: Jobs, timer: DueTimer, error: str, *, ended: datetime, pipe: Pipeline) -> None:
-    # What RQ's worker writes for a `fire_timer` job of `jobs`' queue that failed for good:
-    # the failed registry lists it there, and a requeue enqueues it there.
-    job = jobs.queue.create_job(FIRE_TIMER.function, args=timer.args, job_id=timer.job_id,
-                                status=JobStatus.FAILED, timeout=tunables.JOB_TIMEOUT,
-                                result_ttl=tunables.RESULT_TTL, failure_ttl=tunables.FAILURE_TTL)
-    job.ended_at = ended
-    job.save(pipeline=pipe)
-    FailedJobRegistry(queue=jobs.queue).add(job, ttl=tunables.FAILURE_TTL, exc_string=error,
-                                            pipeline=pipe)
-    Result.create_failure(job, tunables.FAILURE_TTL, exc_string=error, pipeline=pipe)
 
 
 def schedule_timers(jobs: Jobs, config: RulesConfig, tasks: list[Task], *,
