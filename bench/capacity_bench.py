@@ -16,6 +16,9 @@ workers split theirs themselves (`bot.worker.cpu`): processing, delivery, timers
 scheduler process), and what RQ's job handling and the keepers cost. The CPU the idle
 processes spend over as long a time (heartbeats, the scheduler's ticks) is measured first
 and shown apart. Unlike latency, this figure hardly depends on what else the machine does.
+It also prints the run's mix per customer message (webhooks, agents' commands, rows inserted,
+calls to the remote APIs), from which bench/floor_bench.py computes the least CPU the same
+scenario could take with opsbot's libraries.
 
     python bench/capacity_bench.py [--database sqlite|postgresql] [--workers 2] [--web 1]
                                    [--rate 100] [--seconds 20]
@@ -38,7 +41,7 @@ from sqlalchemy import func, select
 
 from sandbox.inbound import Sender, slack_command, whatsapp_message
 from sandbox.stack import PHONE_ID, WHATSAPP_SECRET, sandbox_sender
-from store.models import Message, OutboxMessage, OutboxStatus, Task
+from store.models import Base, Message, OutboxMessage, OutboxStatus, Task
 
 FIRST_RESPONSE = 8.0  # seconds; a reminder at half, a supervisor alert at the breach
 AGENTS = {"ana": "U0ANA01", "bob": "U0BOB01"}
@@ -152,6 +155,7 @@ def run(args: argparse.Namespace) -> None:
                 tasks_before = session.scalar(select(func.max(Task.id))) or 0
                 messages_before = session.scalar(inbound)
             began_totals, began = _totals(deployment), time.monotonic()
+            calls_before, rows_before = _api_calls(deployment), _rows(deployment)
             agents = Agents(deployment)
             agents.seen = len(deployment.slack.calls("chat.postMessage"))
             sent = generator.submit(load, deployment.ports, args.rate, args.seconds, "7")
@@ -164,11 +168,26 @@ def run(args: argparse.Namespace) -> None:
         agents.finish()
         window = time.monotonic() - began
         used = _difference(began_totals, _totals(deployment))
+        calls = _difference(calls_before, _api_calls(deployment))
+        rows = _difference(rows_before, _rows(deployment))
         with deployment.db.transaction(readonly=True) as session:
             tasks = session.scalar(select(func.count(Task.id)).where(Task.id > tasks_before))
             messages = session.scalar(inbound) - messages_before
     _report(args, counts, tasks=tasks, messages=messages, commands=agents.commands,
-            used=used, idle=idle, window=window)
+            calls=calls, inserted=rows, used=used, idle=idle, window=window)
+
+
+def _api_calls(deployment: Deployment) -> dict[str, float]:
+    """The calls the remote APIs' fakes have received so far (the Slack fake also counts the
+    answers posted to commands' response URLs)."""
+    return {"slack": len(deployment.slack.requests), "graph": len(deployment.graph.requests)}
+
+
+def _rows(deployment: Deployment) -> dict[str, float]:
+    """The rows of each table of opsbot's."""
+    with deployment.db.transaction(readonly=True) as session:
+        return {table.name: session.scalar(select(func.count()).select_from(table))
+                for table in Base.metadata.sorted_tables}
 
 
 def _totals(deployment: Deployment) -> dict[str, float]:
@@ -213,7 +232,8 @@ def _waiting(deployment: Deployment) -> tuple[int, int]:
 
 
 def _report(args, counts: dict, *, tasks: int, messages: int, commands: int,
-            used: dict[str, float], idle: dict[str, float], window: float) -> None:
+            calls: dict[str, float], inserted: dict[str, float], used: dict[str, float],
+            idle: dict[str, float], window: float) -> None:
     stage = {k.removeprefix("stage:"): v for k, v in used.items() if k.startswith("stage:")}
     claimed = sum(stage.get(name, 0.0) for name in ("processing", "delivery", "timers",
                                                     "webhooks", "upkeep"))
@@ -231,7 +251,8 @@ def _report(args, counts: dict, *, tasks: int, messages: int, commands: int,
           f"{args.rate} webhooks/s for {args.seconds:.0f} s: {counts['webhooks']} webhooks "
           f"({counts['new']} new customers, {counts['follow_ups']} follow-ups, "
           f"{counts['redeliveries']} redeliveries, {counts['non_200']} non-200), "
-          f"{messages} customer messages stored, {tasks} tasks, {commands} agent commands; "
+          f"{messages} customer messages stored, {tasks} tasks, {commands} agent commands, "
+          f"{calls['slack']:.0f} Slack and {calls['graph']:.0f} Graph API calls; "
           f"{window:.1f} s until all was done; this machine's reference workload: "
           f"{reference_ms():.0f} ms CPU")
     for name, seconds in rows:
@@ -239,6 +260,11 @@ def _report(args, counts: dict, *, tasks: int, messages: int, commands: int,
     print(f"  {'all stages':<44} {total:7.2f} s CPU  {total / messages * 1000:6.2f} ms/message"
           f"  (of which idle processes over {window:.0f} s: {idle_total:.2f} s, "
           f"{idle_total / messages * 1000:.2f} ms/message)")
+    mix = {"webhooks": counts["webhooks"], "commands": commands,
+           "rows": sum(inserted.values()) - inserted["inbound_events"],  # those go with the webhooks
+           "slack_calls": calls["slack"], "graph_calls": calls["graph"]}
+    print("  the mix, per customer message, for floor_bench.py: --mix "
+          + ",".join(f"{name}={count / messages:.2f}" for name, count in mix.items()))
 
 
 def main() -> None:
