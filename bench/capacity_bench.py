@@ -260,8 +260,8 @@ def _report(args, counts: dict, *, tasks: int, messages: int, commands: int,
     print(f"  {'all stages':<44} {total:7.2f} s CPU  {total / messages * 1000:6.2f} ms/message"
           f"  (of which idle processes over {window:.0f} s: {idle_total:.2f} s, "
           f"{idle_total / messages * 1000:.2f} ms/message)")
-    mix = {"webhooks": counts["webhooks"], "commands": commands,
-           "rows": sum(inserted.values()) - inserted["inbound_events"],  # those go with the webhooks
+    mix = {"webhooks": counts["webhooks"], "commands": commands,  # the webhooks' own rows
+           "rows": sum(inserted.values()) - inserted["inbound_events"],  # go with them
            "slack_calls": calls["slack"], "graph_calls": calls["graph"]}
     print("  the mix, per customer message, for floor_bench.py: --mix "
           + ",".join(f"{name}={count / messages:.2f}" for name, count in mix.items()))
