@@ -18,10 +18,11 @@ RETRY_WAITS = (2, 10, 30, 120, 600)  # seconds before retry n: five retries over
 # batches: one transaction per step, one wait for SQLite's writer lock.
 DRAIN_SECONDS = 1.0  # a drain job then makes way for the other jobs in the queue
 WAITING_TTL = 10  # seconds; a waiting drain lost with Redis blocks new requests no longer
-# After a step that found less than a full batch, a drain job lets work gather this long
-# before its next step (holding the waiting key: requests meanwhile enqueue no other drain).
-# Each step has a fixed cost (its claims, its transaction): under a steady flow, steps as
-# fast as possible carried 1-3 events each.
+# A drain job lets work gather this long before its first step, and after a step that found
+# less than a full batch before its next one (holding the waiting key: requests meanwhile
+# enqueue no other drain). Each step has a fixed cost (its claims, its transaction) and each
+# job one of its own (RQ's handling): under a steady flow, steps as fast as possible carried
+# 1-3 events each, and most drain jobs ran one step.
 DRAIN_GATHER = 0.02  # seconds
 EVENT_BATCH = 25  # inbound events applied per step
 OUTBOX_BATCH = 50  # outbox rows claimed (and sent after the commit) per step

@@ -5,13 +5,15 @@ commit: one Redis SET NX and, when no drain is already waiting in the queue, the
 one drain job (`bot.worker.entrypoints.drain`). A drain works step after step while there is
 work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for another drain
 if work remains), so that every worker takes a share. After a step short of a full batch it
-lets work gather for DRAIN_GATHER, holding the waiting key, before the next one: each step has
-a fixed cost (its claims, its transaction), and steps taken as fast as possible under a
-steady flow carried one to three events each. In ONE transaction a step records what
-the previous step sent, applies a batch of pending inbound events, fires the due timers it
-claimed from Redis just before, claims the tasks whose timers are to schedule and a batch of
-outbox rows (the notifications it just queued among them); after the commit it takes the
-fired timers off the schedule, sends those rows, then schedules those timers in Redis. On
+lets work gather for DRAIN_GATHER, holding the waiting key, before the next one, and a drain
+job does so before its first step too: each step has a fixed cost (its claims, its
+transaction) and each job one of its own (RQ's handling, ~4-6 ms of CPU), and steps taken as
+fast as possible under a steady flow carried one to three events each. In ONE transaction a
+step records what the previous step sent, applies a batch of pending inbound events, fires the
+due timers it claimed from Redis just before, claims the tasks whose timers are to schedule
+and a batch of outbox rows (the notifications it just queued among them); after the commit it
+takes the fired timers off the schedule, sends those rows, then schedules those timers in
+Redis. On
 SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
 work of one worker overlap the transaction of the other.
 Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
@@ -103,9 +105,12 @@ def drain(services: Services) -> Drained:
 
 
 def drain_for_job(services: Services) -> Drained:
-    """What a drain job does: batches of work for up to DRAIN_SECONDS, claimed for the job."""
+    """What a drain job does: lets work gather for DRAIN_GATHER first (the requests made
+    meanwhile find the waiting key held and enqueue no other drain), then batches of work for
+    up to DRAIN_SECONDS, claimed for the job."""
     job = get_current_job()
     owner = job.id if job else _local_owner()
+    time.sleep(tunables.DRAIN_GATHER)  # the request's waiting key is held until the first step
     return run_drain(services, owner=owner, seconds=tunables.DRAIN_SECONDS)
 
 

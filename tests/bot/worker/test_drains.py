@@ -93,6 +93,29 @@ def test_after_a_step_short_of_a_batch_work_gathers_and_requests_wait_for_it(
     services.close()
 
 
+def test_a_drain_job_lets_work_gather_before_its_first_step(database_url, redis_url, tmp_path,
+                                                            monkeypatch, slack):
+    services = make_services(database_url, redis_url, write_rules(tmp_path))
+    new_task(services, sla="long")
+    request_drain(services)  # the task's commit: a drain job is queued
+    queued = drains_queued(services)
+    gathered = []
+
+    def sleep(seconds):  # while the job waits, another task comes and asks for a drain
+        if not gathered:
+            new_task(services, sla="long")
+            request_drain(services)
+        gathered.append((seconds, drains_queued(services), len(slack.sent_messages())))
+
+    monkeypatch.setattr(drains.time, "sleep", sleep)
+    done = drains.drain_for_job(services)
+    assert gathered[0] == (tunables.DRAIN_GATHER, queued, 0)  # nothing sent yet, and no
+    assert done.outbox == 2  # other drain job queued: this one took both tasks' cards
+    assert [r.status for r in rows(services)] == [OutboxStatus.SENT] * 2
+    assert len(slack.sent_messages()) == 2
+    services.close()
+
+
 def test_a_drain_that_finds_another_one_asked_for_ends(database_url, redis_url, tmp_path,
                                                      monkeypatch):
     services = make_services(database_url, redis_url, write_rules(tmp_path))
