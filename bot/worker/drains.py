@@ -7,19 +7,19 @@ work, for up to DRAIN_SECONDS, then makes way for the other jobs (asking for ano
 if work remains), so that every worker takes a share. After a step short of a full batch it
 lets work gather for DRAIN_GATHER, holding the waiting key, before the next one, and a drain
 job does so before its first step too: each step has a fixed cost (its claims, its
-transaction) and each job one of its own (RQ's handling, ~4-6 ms of CPU), and steps taken as
-fast as possible under a steady flow carried one to three events each. In ONE transaction a
-step records what the previous step sent, applies a batch of pending inbound events, fires the
-due timers it claimed from Redis just before, claims the tasks whose timers are to schedule
-and a batch of outbox rows (the notifications it just queued among them); after the commit it
-takes the fired timers off the schedule, sends those rows, then schedules those timers in
-Redis. On
+transaction) and each job one of its own (RQ's handling, see below), and steps taken as fast
+as possible under a steady flow carried one to three events each. In ONE transaction a step
+records what the previous step sent, applies a batch of pending inbound events, fires the due
+timers it claimed from Redis just before, claims the tasks whose timers are to schedule and a
+batch of outbox rows (the notifications it just queued among them); after the commit it takes
+the fired timers off the schedule, sends those rows, then schedules those timers in Redis. On
 SQLite, one transaction per step means one wait for the writer lock, and the sends and Redis
 work of one worker overlap the transaction of the other.
 Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever the
 database holds free work, and frees the rows of a job that is gone.
 
-Why batches: one RQ job costs a worker ~4 ms (about 20 Redis round trips), so a job per
+Why batches: one RQ job costs a worker 4-7 ms of CPU (about 20 Redis round trips; see
+`bench/floor_bench.py`), so a job per
 message and per notification capped a worker at a few dozen messages per second.
 """
 
