@@ -45,15 +45,28 @@ import psutil
 import uvicorn
 from deployment import REDIS_URL, reference_ms
 from fastapi import FastAPI, Request, Response
+from pywa import WhatsApp
+from redis import Redis
+from rq import Queue, SimpleWorker
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, insert
+
+from bot.whatsapp.graph_transport import pywa_http_client
+from notifiers.slack import web_api_url
+from sandbox.graph import FakeGraph
+from sandbox.inbound import slack_signature
+from sandbox.slack import FakeSlack
+from store.db import make_engine
+from store.types import utcnow
 
 # The capacity scenario per customer message, as capacity_bench.py printed it on 2026-12-03
 # (1,596 messages stored from 2,000 webhooks; 1,173 agents' commands; 15,320 rows inserted
-# besides the webhooks' own: contacts, tasks, messages, audit events, outbox rows, decisions,
-# the commands' delivery records; 3,270 Slack API calls, cards and their updates; 412 Graph
-# API calls, the agents' replies).
+# besides the webhooks' and the commands' own: contacts, tasks, messages, audit events, outbox
+# rows, decisions; 3,270 Slack API calls, cards and their updates; 412 Graph API calls, the
+# agents' replies).
 MIX = {"webhooks": 1.25, "commands": 0.73, "rows": 9.60, "slack_calls": 2.05, "graph_calls": 0.26}
 SECRET = "floor-bench-secret"
 BODY = ('{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":'
@@ -106,9 +119,8 @@ def _slack_command(host: str, number: int) -> bytes:
     body = urlencode({"command": "/ops", "text": f"accept {number}", "user_id": "U0ANA01",
                       "team_id": "T1", "channel_id": "D1", "trigger_id": f"t.{number}",
                       "response_url": "http://127.0.0.1:9/response"}).encode()
-    timestamp = str(int(time.time()))
-    signature = "v0=" + hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + body,
-                                 hashlib.sha256).hexdigest()
+    timestamp = int(time.time())
+    signature = slack_signature(body, SECRET, timestamp)
     head = (f"POST /slack/events HTTP/1.1\r\nHost: {host}\r\n"
             f"Content-Type: application/x-www-form-urlencoded\r\n"
             f"X-Slack-Request-Timestamp: {timestamp}\r\nX-Slack-Signature: {signature}\r\n"
@@ -153,9 +165,6 @@ def _wait_for(port: int) -> None:
 
 
 def _fake(kind: str, urls: multiprocessing.Queue) -> None:
-    from sandbox.graph import FakeGraph
-    from sandbox.slack import FakeSlack
-
     fake = (FakeSlack() if kind == "slack" else FakeGraph()).start()
     urls.put(fake.url)
     time.sleep(3600)
@@ -181,10 +190,6 @@ def _per_call(kind: str, operations: int, call: Callable[[str], Callable[[], obj
 
 
 def slack_call(url: str) -> Callable[[], object]:
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from notifiers.slack import web_api_url
-
     loop = asyncio.new_event_loop()
     session = loop.run_until_complete(_session())  # kept: its connections stay open
     client = AsyncWebClient(token="xoxb-floor", base_url=web_api_url(url), session=session)
@@ -197,21 +202,12 @@ async def _session() -> aiohttp.ClientSession:
 
 
 def graph_call(url: str) -> Callable[[], object]:
-    from pywa import WhatsApp
-
-    from bot.whatsapp.graph_transport import pywa_http_client
-
     wa = WhatsApp(phone_id="1234567890", token="floor-token", session=pywa_http_client(url))
     return lambda: wa.send_message(to="34600000000", text="Sí, la tenemos: te la reservo hoy.")
 
 
 def measure_rows(operations: int) -> dict[str, float]:
     """CPU ms per row inserted: alone in a committed transaction, and 25 per transaction."""
-    from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, insert
-
-    from store.db import make_engine
-    from store.types import utcnow
-
     rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True),
                  Column("body", Text), Column("at", DateTime))
     statement = insert(rows).returning(rows.c.id)
@@ -235,9 +231,6 @@ def measure_rows(operations: int) -> dict[str, float]:
 def measure_rq(operations: int) -> float:
     """CPU ms per RQ job: the enqueue, and SimpleWorker running it (a function that does
     nothing), both in this process."""
-    from redis import Redis
-    from rq import Queue, SimpleWorker
-
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
     queue = Queue("floor", connection=redis)

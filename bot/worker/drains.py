@@ -19,8 +19,8 @@ Nothing depends on Redis keeping anything: the sweeper asks for a drain whenever
 database holds free work, and frees the rows of a job that is gone.
 
 Why batches: one RQ job costs a worker 4-7 ms of CPU (about 20 Redis round trips; see
-`bench/floor_bench.py`), so a job per
-message and per notification capped a worker at a few dozen messages per second.
+`bench/floor_bench.py`), so a job per message and per notification capped a worker at a few
+dozen messages per second.
 """
 
 from __future__ import annotations
