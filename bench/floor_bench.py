@@ -36,7 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from urllib.parse import urlencode
 
 import aiohttp
@@ -170,40 +171,48 @@ def _fake(kind: str, urls: multiprocessing.Queue) -> None:
     time.sleep(3600)
 
 
-def _per_call(kind: str, operations: int, call: Callable[[str], Callable[[], object]]) -> float:
-    """CPU ms of this process per call made by `call(url)`'s function, against a fake API
-    running in a process of its own."""
+def _per_call(kind: str, operations: int,
+              call: Callable[[str], AbstractContextManager[Callable[[], object]]]) -> float:
+    """CPU ms of this process per call made by the function `call(url)` yields, against a
+    fake API running in a process of its own."""
     spawn = multiprocessing.get_context("spawn")
     urls = spawn.Queue()
     fake = spawn.Process(target=_fake, args=(kind, urls), daemon=True)
     fake.start()
     try:
-        once = call(urls.get(timeout=30))
-        for _ in range(50):
-            once()
-        began = time.process_time()
-        for _ in range(operations):
-            once()
-        return (time.process_time() - began) / operations * 1000
+        with call(urls.get(timeout=30)) as once:
+            for _ in range(50):
+                once()
+            began = time.process_time()
+            for _ in range(operations):
+                once()
+            return (time.process_time() - began) / operations * 1000
     finally:
         fake.kill()
 
 
-def slack_call(url: str) -> Callable[[], object]:
+@contextmanager
+def slack_call(url: str) -> Iterator[Callable[[], object]]:
     loop = asyncio.new_event_loop()
     session = loop.run_until_complete(_session())  # kept: its connections stay open
     client = AsyncWebClient(token="xoxb-floor", base_url=web_api_url(url), session=session)
     text = "New task T-1042: Consulta — Cliente 0042 · " + "Hola, ¿tenéis stock? " * 10
-    return lambda: loop.run_until_complete(client.chat_postMessage(channel="D1", text=text))
+    try:
+        yield lambda: loop.run_until_complete(client.chat_postMessage(channel="D1", text=text))
+    finally:
+        loop.run_until_complete(session.close())
+        loop.close()
 
 
 async def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession()  # made on the loop that uses it
 
 
-def graph_call(url: str) -> Callable[[], object]:
-    wa = WhatsApp(phone_id="1234567890", token="floor-token", session=pywa_http_client(url))
-    return lambda: wa.send_message(to="34600000000", text="Sí, la tenemos: te la reservo hoy.")
+@contextmanager
+def graph_call(url: str) -> Iterator[Callable[[], object]]:
+    with pywa_http_client(url) as http:
+        wa = WhatsApp(phone_id="1234567890", token="floor-token", session=http)
+        yield lambda: wa.send_message(to="34600000000", text="Sí, la tenemos: te la reservo hoy.")
 
 
 def measure_rows(operations: int) -> dict[str, float]:
