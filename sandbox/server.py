@@ -231,6 +231,10 @@ class _Httpd(ThreadingHTTPServer):
 
     daemon_threads = False
     block_on_close = True
+    # socketserver's default backlog is 5: a burst of workers opening connections at once
+    # overflowed it (the kernel's ListenOverflows rose by ~40 in one burst test) and sends
+    # failed with resets that the real APIs, behind their own servers, do not give.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type, *, fake: FakeServer) -> None:
         super().__init__(address, handler)
