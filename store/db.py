@@ -1,12 +1,15 @@
 """Engines, sessions and migrations: the one place that opens connections and commits."""
 
 import fcntl
+import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from alembic import command
@@ -19,6 +22,9 @@ from sqlalchemy.pool import NullPool
 
 from store.crypto import attach, reading
 from store.errors import ConcurrentUpdate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -182,6 +188,23 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError
                       | TimeoutError)
+
+
+def write_through(write: Callable[[], T], *, waits: Iterable[float], what: str) -> T:
+    """Runs `write` (a transaction of its own) and, while the database is briefly unavailable
+    (a lock, a pool timeout, a failover), runs it again after each of `waits` (seconds) in
+    turn. For a record that must not be lost once the thing is done elsewhere, e.g. the id
+    of a message WhatsApp took: without it, the message's next run would send it again."""
+    pending = list(waits)
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            if not is_unavailable(error) or not pending:
+                raise
+            log.warning("cannot record %s yet (%s); trying again", what,
+                        error.__class__.__name__)
+            time.sleep(pending.pop(0))
 
 
 WRITER_WAIT = 30  # seconds, as SQLite's busy timeout

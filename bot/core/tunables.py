@@ -46,7 +46,8 @@ CONFLICT_RETRIES = 3  # a task changed at the same moment (or a deadlock): redo 
 LATE_SUMMARY = timedelta(minutes=2)
 
 # --- Delivery (bot.usecases.delivery) -------------------------------------------------------
-BACKOFF = (0.25, 0.5, 1.0)  # seconds between quick retries inside one job run
+BACKOFF = (0.25, 0.5, 1.0)  # seconds between quick retries inside one job run; also
+# between tries to record a WhatsApp send once accepted (store.db.write_through)
 MAX_WAIT = 5.0  # a Retry-After up to this is waited out in the job; longer is rescheduled
 MAX_RATE_WAITS = 3  # Retry-After waits in one job run before it is rescheduled
 

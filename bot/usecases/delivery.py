@@ -39,7 +39,7 @@ from notifiers.queueing import card_recipient, queue_notification
 from rules import RulesConfig, detect_language
 from store.claims import hand_over
 from store.contacts import reply_window_closes
-from store.db import Database
+from store.db import Database, write_through
 from store.events import Audit, record_event
 from store.models import Contact, Message, OutboxMessage, OutboxStatus, SurveyStatus, Task
 from store.outbox import CUSTOMER_CHANNEL, list_posted, mark_outbox_sent
@@ -298,7 +298,8 @@ def send_customer_message(db: Database, outlets: Outlets, outbox: OutboxMessage)
     except DeliveryError as exc:
         _record_customer_send(db, plan, error=f"{exc.__class__.__name__}: {exc}")
         raise
-    _record_customer_send(db, plan, wamid=wamid)
+    write_through(lambda: _record_customer_send(db, plan, wamid=wamid),
+                  waits=tunables.BACKOFF, what=f"message {plan.message_id} sent as {wamid}")
     return wamid
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from bot.core import tunables
 from bot.whatsapp.parsing import InboundMessage
 from bot.whatsapp.sending import WhatsAppSender
 from notifiers.errors import PermanentDeliveryError
@@ -23,7 +24,7 @@ from notifiers.texts import fit_whatsapp
 from rules import RulesConfig, pick_language_text
 from rules.survey import GOOD_FROM, SurveyConfig, SurveyStyle
 from store.contacts import reply_window_closes
-from store.db import Database
+from store.db import Database, write_through
 from store.events import Audit, record_event
 from store.lifecycle import customer_actor
 from store.models import Contact, Message, OutboxMessage, Survey, SurveyStatus, Task, TaskStatus
@@ -70,10 +71,15 @@ def send_survey(db: Database, whatsapp: WhatsAppSender | None, config: RulesConf
     if plan.already_sent:
         return plan.already_sent
     wamid = _send(whatsapp, config, plan)
+    write_through(lambda: _record_sent(db, plan, wamid), waits=tunables.BACKOFF,
+                  what=f"survey {plan.survey_id} sent as {wamid}")
+    return wamid
+
+
+def _record_sent(db: Database, plan: _Plan, wamid: str) -> None:
     with db.transaction() as session:
         mark_survey_sent(session, survey_id=plan.survey_id, via=plan.via, wamid=wamid,
                          at=utcnow())
-    return wamid
 
 
 def _plan(session: Session, config: RulesConfig, outbox: OutboxMessage, *,

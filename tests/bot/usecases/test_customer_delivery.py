@@ -4,7 +4,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from bot.core import tunables
+from bot.usecases import delivery
 from bot.usecases.delivery import Delivered, DeliveryOutcome, send_claimed, send_customer_message
 from bot.worker.retries import deliver, outlets_of, process_event
 from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
@@ -61,6 +64,29 @@ def test_inside_the_window_free_text_is_sent_once(app, graph):
         "sent",
         None,
     )
+
+
+def test_a_send_whatsapp_accepted_is_recorded_through_a_database_hiccup(app, graph,
+                                                                         monkeypatch):
+    # WhatsApp has the message once the Graph API answers: if recording its wamid failed for
+    # good, the row's next run would find no wamid and send it to the customer again.
+    services, _ = app
+    ack = queued_ack(app)
+    monkeypatch.setattr(tunables, "BACKOFF", (0.01, 0.01, 0.01))
+    record, calls = delivery._record_customer_send, []
+
+    def hiccup(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE messages", {}, Exception("database is locked"))
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_record_customer_send", hiccup)
+    wamid = send_customer_message(services.db, outlets_of(services), ack)
+    assert len(calls) == 2
+    assert reply_row(services).provider_message_id == wamid
+    assert send_customer_message(services.db, outlets_of(services), ack) == wamid
+    assert len(graph.sent_messages()) == 1
 
 
 def test_outside_the_window_the_configured_template_is_sent(app, graph):

@@ -6,7 +6,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from bot.core import tunables
+from bot.usecases import surveys
 from bot.usecases.conversation import MessageOutcome, apply_message
 from bot.usecases.delivery import DeliveryOutcome, Outlets, deliver_outbox
 from bot.whatsapp.parsing import InboundMessage
@@ -117,6 +120,25 @@ def test_inside_the_window_the_faces_go_as_reply_buttons_within_whatsapps_limits
     assert (row.status, row.via) == ("sent", "interactive")
     assert row.sent_at is not None and row.provider_message_id.startswith("wamid.")
     assert deliver(db, graph, config) == [DeliveryOutcome.SKIPPED]  # sent: not again
+
+
+def test_a_survey_whatsapp_accepted_is_recorded_through_a_database_hiccup(db, graph,
+                                                                          monkeypatch):
+    config = parse_rules(FACES)
+    closed(db, config)
+    monkeypatch.setattr(tunables, "BACKOFF", (0.01,))
+    record, calls = surveys._record_sent, []
+
+    def hiccup(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE surveys", {}, Exception("database is locked"))
+        return record(*args)
+
+    monkeypatch.setattr(surveys, "_record_sent", hiccup)
+    assert deliver(db, graph, config) == [DeliveryOutcome.SENT]
+    assert len(calls) == 2 and survey(db).status == "sent"
+    assert len([m for m in graph.sent_messages() if m["type"] == "interactive"]) == 1
 
 
 def test_the_scale_goes_as_a_list_of_five_rows_in_the_customers_language(db, graph):

@@ -13,7 +13,7 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from bot.core.bootstrap import build_services
-from bot.worker.drains import request_drain
+from bot.worker.drains import drain
 from bot.worker.entrypoints import install_services
 from store.events import Audit
 from store.keys import blind_index
@@ -73,11 +73,13 @@ def url(services):
 
 
 def deliver(services, url, *bodies: dict | bytes) -> None:
-    """Posts each body (answered 200), then lets a worker process everything."""
+    """Posts each body (answered 200), then processes everything: a drain here, then every
+    queued job. The app asks for its drain in a thread after answering: a burst worker
+    started at that moment could find the queue still empty and quit."""
     for body in bodies:
         response = post(url, body)
         assert response.status_code == 200, response.text
-    request_drain(services)
+    drain(services)
     SimpleWorker([services.jobs.queue], connection=services.redis).work(
         burst=True, with_scheduler=False)
 
