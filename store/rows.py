@@ -12,12 +12,12 @@ within it out of the session, so that nothing stale stays there.
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Insert, Table, event, insert, inspect
+from sqlalchemy import Column, Insert, Table, event, insert
 from sqlalchemy.orm import (
     ClassManager,
     Session,
     SessionTransaction,
-    configure_mappers,
+    class_mapper,
     make_transient_to_detached,
 )
 
@@ -73,8 +73,8 @@ def _defaults(table: Table) -> dict[str, Any]:
 
 @cache
 def _manager(model: type[Model]) -> ClassManager:
-    configure_mappers()  # what the mapped constructor would do first (relationships' loaders)
-    return inspect(model).class_manager
+    # class_mapper configures the mappers first, as the mapped constructor would
+    return class_mapper(model).class_manager
 
 
 @cache
